@@ -1,0 +1,9 @@
+"""Attention ops: Triton kernels beside their naive PyTorch references (imported as rebased_bench.kernels).
+
+`polynomial_attention` is the one dispatch point the mixers call.
+"""
+
+from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
+from .dispatch import polynomial_attention
+
+__all__ = ["naive_parallel_based", "naive_parallel_rebased", "polynomial_attention"]

@@ -1,0 +1,1 @@
+"""Declarative suite files (TOML), shipped as package data."""
