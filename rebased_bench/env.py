@@ -1,0 +1,61 @@
+"""Environment columns every result row carries: code version, library versions, device."""
+
+import functools
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .errors import BenchError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the checkout the package runs from; ("unknown", False) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N -> a torch.device; BenchError when the GPU asked for is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {name}: no CUDA GPU is available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BenchError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
+    elif device.type != "cpu":
+        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N")
+    return device
+
+
+def environment(device: torch.device) -> dict:
+    """The environment columns of a row run on `device`."""
+    commit, dirty = git_state()
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = ""
+    return {
+        "device": str(device),
+        "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "torch_version": torch.__version__,
+        "triton_version": triton_version,
+        "cuda_version": torch.version.cuda or "",
+    }

@@ -1,0 +1,73 @@
+"""The 2-layer "Based recipe" language model of the ReBased paper's MQAR experiments."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .registry import resolve
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    mixer: str
+    d_model: int
+    seq_len: int
+    vocab_size: int = 8192
+    n_layers: int = 2
+    embed_dropout: float = 0.1
+    value_dim_quirk: bool = True
+
+
+class Block(nn.Module):
+    """Pre-norm residual block with no MLP (zoology's state mixer is the identity)."""
+
+    def __init__(self, d_model, mixer):
+        super().__init__()
+        self.norm, self.mixer = nn.LayerNorm(d_model), mixer
+
+    def forward(self, x):
+        return x + self.mixer(self.norm(x))
+
+
+class LanguageModel(nn.Module):
+    """Token + learned position embeddings, mixer blocks, final LayerNorm, LM head tied to the embedding."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        factory = resolve(config.mixer)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.seq_len, config.d_model)
+        self.dropout = nn.Dropout(config.embed_dropout)
+        self.blocks = nn.ModuleList(
+            Block(config.d_model, factory(config.d_model, i, config.value_dim_quirk)) for i in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.apply(_init_weights)
+
+    def hidden(self, input_ids):
+        """input_ids: (batch, seq_len) int64 -> final hidden states (batch, seq_len, d_model)."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.dropout(self.embed(input_ids) + self.pos_embed(positions))
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, input_ids, positions=None):
+        """Logits (batch, seq_len, vocab), or (n, vocab) at the positions where the bool mask `positions` is set.
+
+        Only query positions carry MQAR labels, so projecting just those rows onto the vocabulary gives the
+        same loss and accuracy as full logits at a fraction of the cost (tests/test_training.py checks it).
+        """
+        h = self.hidden(input_ids)
+        if positions is not None:
+            h = h[positions]  # (n, d_model)
+        return h @ self.embed.weight.T
+
+
+def _init_weights(module):
+    # The paper's init: normal(0, 0.02); with PyTorch's default (std 1 embeddings) MQAR does not learn.
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

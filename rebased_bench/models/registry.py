@@ -1,0 +1,59 @@
+"""Mixers by name, and user mixers by import path (`my_pkg.my_module:MyMixer`)."""
+
+import importlib
+
+from torch import nn
+
+from ..errors import BenchError
+from .mixers import BaseConv, LinearAttention, SelfAttention
+
+# name -> layer factory (d_model, layer_idx, value_dim_quirk) -> nn.Module
+MIXERS = {}
+
+
+def register(name):
+    """Register a layer factory under `name`."""
+    def wrap(factory):
+        MIXERS[name] = factory
+        return factory
+    return wrap
+
+
+def based_recipe(make_mixer):
+    """Zoology's 2-layer recipe: BaseConv in layer 0, the sequence mixer in every later layer."""
+    def factory(d_model, layer_idx, value_dim_quirk=True):
+        return BaseConv(d_model) if layer_idx == 0 else make_mixer(d_model, value_dim_quirk)
+    return factory
+
+
+def _linear(feature_map):
+    def make(d_model, value_dim_quirk):
+        # Without the quirk the value head dim rounds up, so the value path is never narrower than d_model.
+        return LinearAttention(d_model, feature_map, value_head_dim=None if value_dim_quirk else -(-d_model // 12))
+    return make
+
+
+register("attention")(lambda d_model, layer_idx, value_dim_quirk=True: SelfAttention(d_model, num_heads=1))
+register("conv_attention")(based_recipe(lambda d_model, _: SelfAttention(d_model, num_heads=1)))
+register("based")(based_recipe(_linear("based")))
+register("rebased")(based_recipe(_linear("rebased")))
+
+
+def is_import_path(name: str) -> bool:
+    return ":" in name
+
+
+def resolve(name: str):
+    """Layer factory for a registered name or a `module:Class` import path; BenchError when unknown."""
+    if name in MIXERS:
+        return MIXERS[name]
+    if not is_import_path(name):
+        raise BenchError(f"unknown mixer {name!r}; built-in: {', '.join(sorted(MIXERS))}; or give module:Class")
+    module_name, _, attr = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise BenchError(f"cannot import mixer {name!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BenchError(f"mixer {name!r} is not an nn.Module class")
+    return based_recipe(lambda d_model, _: cls(d_model))
