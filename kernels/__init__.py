@@ -4,6 +4,13 @@
 """
 
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
+from .polynomial.parallel import parallel_based, parallel_rebased
 from .dispatch import polynomial_attention
 
-__all__ = ["naive_parallel_based", "naive_parallel_rebased", "polynomial_attention"]
+__all__ = [
+    "naive_parallel_based",
+    "naive_parallel_rebased",
+    "parallel_based",
+    "parallel_rebased",
+    "polynomial_attention",
+]

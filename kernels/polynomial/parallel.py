@@ -1,0 +1,187 @@
+"""Causal normalized polynomial attention on the GPU: launchers, autograd.Function and public wrappers.
+
+The Triton kernels are in parallel_kernels.py. Under TRITON_INTERPRET=1 (set before this module is imported) the
+same kernels run on CPU tensors through Triton's interpreter, with small tiles; the tests use that on CPU.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from .naive import BASED_COEFFS, REBASED_COEFFS
+from .parallel_kernels import (
+    parallel_poly_bwd_dkdv_kernel,
+    parallel_poly_bwd_dq_kernel,
+    parallel_poly_bwd_prep_kernel,
+    parallel_poly_fwd_kernel,
+)
+
+# True when the kernels were built by Triton's interpreter (TRITON_INTERPRET=1 at import)
+INTERPRET = not isinstance(parallel_poly_fwd_kernel, triton.runtime.JITFunction)
+# Debug aid for tests: fill every buffer the kernels allocate with NaN, so an element a kernel forgets to write
+# (or an intermediate it reads before it was written) shows up as NaN in the result.
+POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
+# Sum the denominator over the scores as rounded for the value product (one more conversion per score); see
+# _like_dot in parallel_kernels.py. A switch only so the benchmark can price it.
+ROUNDED_Z = True
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Launch shape of one kernel: BT query rows x BS key rows per inner step (BT % BS == 0 in fwd and dq,
+    BS % BT == 0 in dkdv, where BS is the program's key tile and BT the inner query step)."""
+
+    BT: int
+    BS: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+# Chosen on the H100 at d=16, dv=64 bf16 (benchmarks/parallel_bench.py --explore); "bv_max" caps the value block:
+# wider values are split over programs (dq/dk partial sums add up).
+GPU_TILES = {"fwd": Tiles(128, 64, 4, 2), "dq": Tiles(128, 64, 8, 2), "dkdv": Tiles(64, 128, 8, 2), "bv_max": 128}
+# Interpreter: small tiles so short test sequences still cross several tiles, and bv_max = 32 so dv = 64
+# already exercises the split-value path.
+INTERPRET_TILES = {"fwd": Tiles(32, 16), "dq": Tiles(32, 16), "dkdv": Tiles(16, 32), "bv_max": 32}
+TILES = INTERPRET_TILES if INTERPRET else GPU_TILES
+
+
+def _empty(shape, dtype, device):
+    x = torch.empty(shape, dtype=dtype, device=device)
+    return x.fill_(float("nan")) if POISON else x
+
+
+def _strided(x):
+    # the kernels index the last dim with stride 1; any other strides are passed through
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def _prepare(q, k, v, coeffs, scale):
+    if q.ndim != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"expected q, k (B, T, H, d) and v (B, T, H, dv); got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] > 128:
+        raise ValueError(f"feature dim d = {q.shape[-1]} > 128 is not supported (q and k stay in one tile)")
+    if q.device.type != "cuda" and not INTERPRET:
+        raise RuntimeError("CPU tensors need TRITON_INTERPRET=1 set before rebased_bench.kernels is imported")
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    c0, c1, c2 = (float(c) for c in coeffs)
+    # x = q.k raw; p = a0 + a1 x + a2 x^2
+    a0, a1, a2 = c0, c1 * scale, c2 * scale * scale
+    square = c0 == 0 and c1 == 0 and a2 > 0
+    BK = max(16, triton.next_power_of_2(q.shape[-1]))
+    BV = min(max(16, triton.next_power_of_2(v.shape[-1])), TILES["bv_max"])
+    return square, a0, a1, a2, BK, BV
+
+
+def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
+    """Returns o (B, T, H, dv) in v's dtype and z (B, H, T) fp32: the denominators sum_s p_ts + eps (in the
+    kernel's units: divided by c2 scale^2 for the pure-square score)."""
+    q, k, v = _strided(q), _strided(k), _strided(v)
+    square, a0, a1, a2, BK, BV = _prepare(q, k, v, coeffs, scale)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if square:
+        eps = eps / a2  # sum a2 x^2 v / (sum a2 x^2 + eps) = sum x^2 v / (sum x^2 + eps / a2)
+    t = TILES["fwd"]
+    o = _empty((B, T, H, V), v.dtype, q.device)
+    z = _empty((B, H, T), torch.float32, q.device)
+    grid = (B * H, triton.cdiv(V, BV), triton.cdiv(T, t.BT))
+    parallel_poly_fwd_kernel[grid](
+        q, k, v, o, z, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
+        a0, a1, a2, eps, T, H, K=K, V=V, BT=t.BT, BS=t.BS, BK=BK, BV=BV, SQUARE=square, ROUNDED_Z=ROUNDED_Z,
+        INTERPRET=INTERPRET,
+        num_warps=t.num_warps, num_stages=t.num_stages,
+    )
+    return o, z
+
+
+def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
+    """Gradients (dq, dk, dv) in the dtypes of q, k, v, from the forward's o and z and the output gradient do."""
+    q, k, v, do = _strided(q), _strided(k), _strided(v), _strided(do)
+    square, a0, a1, a2, BK, BV = _prepare(q, k, v, coeffs, scale)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NV = triton.cdiv(V, BV)
+    dev = q.device
+    # do / z stays in bf16 only for bf16 values; fp16 could flush it to zero when z is large
+    dos = _empty((B, H, T, V), v.dtype if v.dtype == torch.bfloat16 else torch.float32, dev)
+    delta = _empty((B, H, T), torch.float32, dev)
+    BT_PREP = 16 if INTERPRET else 64
+    parallel_poly_bwd_prep_kernel[(B * H, triton.cdiv(T, BT_PREP))](
+        o, do, z, dos, delta, *o.stride()[:3], *do.stride()[:3], T, H, V=V, BT=BT_PREP, BV=BV, INTERPRET=INTERPRET,
+    )
+    # with one value block the kernels write the gradients directly; else fp32 partial sums over value blocks
+    dq = _empty((NV, B, T, H, K), torch.float32, dev) if NV > 1 else _empty((1, B, T, H, K), q.dtype, dev)
+    dk = _empty((NV, B, T, H, K), torch.float32, dev) if NV > 1 else _empty((1, B, T, H, K), k.dtype, dev)
+    dv = _empty((B, T, H, V), v.dtype, dev)
+    strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3])
+    flags = dict(K=K, V=V, BK=BK, BV=BV, SQUARE=square, INTERPRET=INTERPRET)
+    t = TILES["dq"]
+    parallel_poly_bwd_dq_kernel[(B * H, NV, triton.cdiv(T, t.BT))](
+        q, k, v, dos, delta, dq, *strides, *dq.stride()[:4], a1, a2, T, H,
+        BT=t.BT, BS=t.BS, num_warps=t.num_warps, num_stages=t.num_stages, **flags,
+    )
+    t = TILES["dkdv"]
+    parallel_poly_bwd_dkdv_kernel[(B * H, NV, triton.cdiv(T, t.BS))](
+        q, k, v, dos, delta, dk, dv, *strides, *dk.stride()[:4], *dv.stride()[:3], a0, a1, a2, T, H,
+        BT=t.BT, BS=t.BS, num_warps=t.num_warps, num_stages=t.num_stages, **flags,
+    )
+    dq = dq.sum(0).to(q.dtype) if NV > 1 else dq[0]
+    dk = dk.sum(0).to(k.dtype) if NV > 1 else dk[0]
+    return dq, dk, dv
+
+
+class ParallelPolynomialFunction(torch.autograd.Function):
+    """Autograd for the parallel kernels; saves q, k, v, o and the fp32 denominators (B, H, T)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, coeffs, scale, eps):
+        o, z = parallel_poly_fwd(q, k, v, coeffs, scale, eps)
+        ctx.save_for_backward(q, k, v, o, z)
+        ctx.coeffs, ctx.scale = coeffs, scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, z = ctx.saved_tensors
+        dq, dk, dv = parallel_poly_bwd(q, k, v, o, z, do, ctx.coeffs, ctx.scale)
+        return dq, dk, dv, None, None, None
+
+
+def parallel_polynomial(q, k, v, coeffs, scale=None, eps=1e-12):
+    """Causal attention with score p(s) = c0 + c1 s + c2 s^2, s = scale * q.k, normalized by the causal sum.
+
+    Args:
+        q, k: (batch, seq_len, heads, d), d <= 128, any float dtype (may differ from v's, as under autocast).
+        v: (batch, seq_len, heads, dv), any dv.
+        coeffs: (c0, c1, c2). scale: None means d ** -0.5. eps: added to the fp32 denominator.
+    Returns:
+        o: (batch, seq_len, heads, dv) in v's dtype; differentiable in q, k, v.
+    """
+    return ParallelPolynomialFunction.apply(q, k, v, tuple(coeffs), scale, eps)
+
+
+def parallel_rebased(q, k, v, scale=None, eps=1e-12):
+    """ReBased: score (scale * q.k)^2.
+
+    Args:
+        q, k: (batch, seq_len, heads, d), d <= 128. v: (batch, seq_len, heads, dv).
+        scale: None means d ** -0.5. eps: added to the fp32 denominator.
+    Returns:
+        o: (batch, seq_len, heads, dv) in v's dtype.
+    """
+    return ParallelPolynomialFunction.apply(q, k, v, REBASED_COEFFS, scale, eps)
+
+
+def parallel_based(q, k, v, scale=None, eps=1e-12):
+    """Based: score 1 + s + s^2 / 2, s = scale * q.k. Shapes as in parallel_rebased.
+
+    Args:
+        q, k: (batch, seq_len, heads, d), d <= 128. v: (batch, seq_len, heads, dv).
+        scale: None means d ** -0.5. eps: added to the fp32 denominator.
+    Returns:
+        o: (batch, seq_len, heads, dv) in v's dtype.
+    """
+    return ParallelPolynomialFunction.apply(q, k, v, BASED_COEFFS, scale, eps)

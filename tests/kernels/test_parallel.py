@@ -1,0 +1,151 @@
+"""Triton parallel kernels vs the naive PyTorch reference: outputs and all three gradients.
+
+On CPU the real kernels run through TRITON_INTERPRET=1 (tests/kernels/conftest.py) with small tiles. Triton's
+interpreter (3.9) mishandles bf16 in two places, and parallel_kernels.py works around both under its INTERPRET
+flag, so bf16 is tested on CPU too: tl.dot multiplies the raw uint16 storage of bf16 operands (garbage; operands
+are upcast to fp32 first, which is exact) and fp32 -> bf16 casts truncate instead of rounding to nearest even
+(done by hand). fp32 operands of the value products are rounded to tf32 on both (see _like_dot).
+Every buffer the wrappers allocate is NaN-filled first (POISON), so an element a kernel never writes fails.
+"""
+
+import pytest
+import torch
+
+from rebased_bench.kernels.polynomial import parallel
+from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_polynomial
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SCORES = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# relative error bound (on ||kernel - ref|| / ||ref||) by the least precise input dtype
+REL_TOL = {"fp32": 3e-3, "fp16": 3e-3, "bf16": 1.5e-2}
+# where the reference is ~0 (at T = 1 the score cancels out of o, so dq = dk = 0), rms error bound instead
+ABS_TOL = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 1e-2}
+
+
+@pytest.fixture(autouse=True)
+def poison(monkeypatch):
+    monkeypatch.setattr(parallel, "POISON", True)
+
+
+def make_inputs(B, T, H, D, DV, dtype_qk, dtype_v, qk_std=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = (torch.randn(B, T, H, D, generator=g) * qk_std).to(DEVICE, dtype_qk)
+    k = (torch.randn(B, T, H, D, generator=g) * qk_std).to(DEVICE, dtype_qk)
+    v = torch.randn(B, T, H, DV, generator=g).to(DEVICE, dtype_v)
+    do = torch.randn(B, T, H, DV, generator=g).to(DEVICE, dtype_v)
+    return q, k, v, do
+
+
+def kernel_and_reference(score, q, k, v, do):
+    """(o, dq, dk, dv) from the kernel and from the naive reference in fp64 on the same (rounded) inputs."""
+    qk = [x.detach().clone().requires_grad_() for x in (q, k, v)]
+    o = parallel.parallel_polynomial(*qk, SCORES[score])
+    o.backward(do)
+    ref = [x.detach().cpu().double().requires_grad_() for x in (q, k, v)]
+    o_ref = naive_parallel_polynomial(*ref, SCORES[score])
+    o_ref.backward(do.cpu().double())
+    return [o] + [x.grad for x in qk], [o_ref] + [x.grad for x in ref]
+
+
+def assert_rel_close(name, actual, ref, dtype_name):
+    actual = actual.detach().cpu().double()
+    assert actual.shape == ref.shape, f"{name}: shape {actual.shape} != {ref.shape}"
+    assert torch.isfinite(actual).all(), f"{name}: {(~torch.isfinite(actual)).sum()} non-finite (unwritten?) elements"
+    diff = (actual - ref.detach()).norm().item()
+    rel = diff / max(ref.norm().item(), 1e-30)
+    rms = diff / actual.numel() ** 0.5
+    assert rel <= REL_TOL[dtype_name] or rms <= ABS_TOL[dtype_name], (
+        f"{name}: relative error {rel:.2e} > {REL_TOL[dtype_name]:.0e} ({dtype_name}), rms error {rms:.2e}")
+
+
+def check(score, B, T, H, D, DV, dtype_qk, dtype_v, **kw):
+    q, k, v, do = make_inputs(B, T, H, D, DV, DTYPES[dtype_qk], DTYPES[dtype_v], **kw)
+    out, ref = kernel_and_reference(score, q, k, v, do)
+    assert out[0].dtype == v.dtype and [g.dtype for g in out[1:]] == [q.dtype, k.dtype, v.dtype]
+    tol_name = "bf16" if "bf16" in (dtype_qk, dtype_v) else "fp16" if "fp16" in (dtype_qk, dtype_v) else "fp32"
+    for name, a, r in zip(("o", "dq", "dk", "dv"), out, ref):
+        assert_rel_close(name, a, r, tol_name)
+
+
+# every T x d x dv: odd lengths on purpose (1, 17, 63 and 130 cross the tiles unevenly), the MQAR dv quirk (5)
+SHAPES = [(2, T, 2, D, DV) for T in (1, 17, 63, 130) for D in (5, 16, 32) for DV in (5, 16, 64)]
+
+
+@pytest.mark.parametrize("B,T,H,D,DV", SHAPES, ids=[f"B{b}-T{t}-H{h}-D{d}-DV{dv}-bf16" for b, t, h, d, dv in SHAPES])
+def test_rebased_shapes_bf16(B, T, H, D, DV):
+    check("rebased", B, T, H, D, DV, "bf16", "bf16")
+
+
+DTYPE_CASES = [("fp32", "fp32"), ("fp16", "fp16"), ("bf16", "bf16"), ("fp32", "bf16"), ("fp32", "fp16")]
+
+
+@pytest.mark.parametrize("score", ["rebased", "based"])
+@pytest.mark.parametrize("dtype_qk,dtype_v", DTYPE_CASES, ids=[f"qk_{a}-v_{b}" for a, b in DTYPE_CASES])
+def test_dtypes(score, dtype_qk, dtype_v):
+    """Every dtype and the autocast mix (fp32 LayerNorm output for q, k; bf16 / fp16 values)."""
+    check(score, 2, 63, 2, 16, 21, dtype_qk, dtype_v)
+
+
+BASED_SHAPES = [(1, 1, 1, 16, 16), (2, 17, 2, 5, 10), (1, 130, 2, 32, 42), (2, 63, 1, 16, 64)]
+
+
+@pytest.mark.parametrize("B,T,H,D,DV", BASED_SHAPES, ids=[f"B{b}-T{t}-H{h}-D{d}-DV{dv}-bf16" for b, t, h, d, dv in BASED_SHAPES])
+def test_based_shapes_bf16(B, T, H, D, DV):
+    check("based", B, T, H, D, DV, "bf16", "bf16")
+
+
+def test_wide_values_and_head_dim_128():
+    """dv wider than the value block splits over programs (dq and dk add partial sums); d = 128 is the limit."""
+    check("rebased", 1, 40, 1, 128, 192 if DEVICE == "cuda" else 72, "fp16", "fp16")
+
+
+def test_strided_inputs():
+    """q, k, v as slices of one fused projection (batch, T, 3, H, d): read through strides, no copies."""
+    g = torch.Generator().manual_seed(1)
+    qkv = torch.randn(2, 33, 3, 2, 16, generator=g).to(DEVICE, torch.float16)
+    q, k, v = qkv.unbind(2)
+    do = torch.randn(2, 33, 2, 16, generator=g).to(DEVICE, torch.float16)
+    assert not q.is_contiguous()
+    out, ref = kernel_and_reference("based", q, k, v, do)
+    for name, a, r in zip(("o", "dq", "dk", "dv"), out, ref):
+        assert_rel_close(name, a, r, "fp16")
+
+
+def test_large_norm_bf16_is_finite():
+    """|q.k| ~ 100 (scores ~ 1e4, row sums ~ 1e6): bf16 keeps fp32's range, the denominator stays fp32."""
+    B, T, H, D, DV = 1, 130, 2, 16, 16
+    q, k, v, do = make_inputs(B, T, H, D, DV, torch.bfloat16, torch.bfloat16, qk_std=2.5, seed=3)
+    assert (q.float() * k.float()).sum(-1).abs().max() > 50
+    for score in SCORES:
+        out, ref = kernel_and_reference(score, q, k, v, do)
+        for name, a, r in zip(("o", "dq", "dk", "dv"), out, ref):
+            assert_rel_close(f"{score} {name}", a, r, "bf16")
+
+
+def test_poison_detects_unwritten_output():
+    """The check above fails when a kernel skips outputs: launch the forward over all but its last query tile."""
+    q, k, v, _ = make_inputs(1, 70, 1, 16, 16, torch.float16, torch.float16)
+    o, z = parallel.parallel_poly_fwd(q, k, v, REBASED_COEFFS)
+    assert torch.isfinite(o).all() and torch.isfinite(z).all()
+    tiles = parallel.TILES["fwd"]
+    short = parallel._empty(o.shape, o.dtype, o.device)
+    zs = parallel._empty(z.shape, z.dtype, z.device)
+    square, a0, a1, a2, BK, BV = parallel._prepare(q, k, v, REBASED_COEFFS, None)
+    n_tiles = -(-70 // tiles.BT)
+    grid = (1, 1, n_tiles - 1)  # tiles are numbered from the grid's size down, so this skips the last tile
+    parallel.parallel_poly_fwd_kernel[grid](
+        q, k, v, short, zs, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *short.stride()[:3],
+        a0, a1, a2, 1e-12, 70, 1, K=16, V=16, BT=tiles.BT, BS=tiles.BS, BK=BK, BV=BV, SQUARE=square,
+        ROUNDED_Z=True, INTERPRET=parallel.INTERPRET, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+    )
+    with pytest.raises(AssertionError, match="non-finite"):
+        assert_rel_close("o", short, o.cpu().double(), "fp16")
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="dispatch sends CPU tensors to the naive path")
+def test_dispatch_uses_kernel_on_cuda():
+    from rebased_bench.kernels import parallel_rebased, polynomial_attention
+
+    q, k, v, _ = make_inputs(1, 64, 2, 16, 64, torch.bfloat16, torch.bfloat16)
+    torch.testing.assert_close(polynomial_attention(q, k, v, "rebased"), parallel_rebased(q, k, v), rtol=0, atol=0)
