@@ -13,7 +13,7 @@ from .env import resolve_device
 from .errors import BenchError
 from .ranges import parse_floats, parse_ints, parse_names
 from .render import print_json, stdout
-from .runner import KINDS, run_sweep
+from .runner import KINDS, case_id, run_sweep
 from .store import Store, read_rows
 from .suite import load_suite, suite_files
 
@@ -93,7 +93,7 @@ def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out
         raise BenchError(f"suite {suite.name!r}: the grid is empty")
     if dry_run:
         import pandas as pd
-        grid_rows = pd.DataFrame(configs)
+        grid_rows = pd.DataFrame([{"case_id": case_id(c, kind.identity_ignores), **c} for c in configs])
         print_json(grid_rows) if fmt is Format.json else stdout.print(_grid_table(grid_rows, suite.name))
         return
     store = Store(out, kind.name, kind.schema)
@@ -123,11 +123,14 @@ def _render(kind, rows, fmt: Format):
 
 
 def _grid_table(rows, title):
+    """case_id and the columns that vary, one line per case; the shared values go in the caption."""
     from rich.table import Table
-    table = Table(title=f"{title}: {len(rows)} cases")
-    for column in rows.columns:
+    varying = [c for c in rows.columns if c == "case_id" or rows[c].astype(str).nunique() > 1]
+    shared = ", ".join(f"{c}={rows[c].iloc[0]}" for c in rows.columns if c not in varying)
+    table = Table(title=f"{title}: {len(rows)} cases", caption=shared)
+    for column in varying:
         table.add_column(column)
-    for _, row in rows.iterrows():
+    for _, row in rows[varying].iterrows():
         table.add_row(*(str(v) for v in row))
     return table
 

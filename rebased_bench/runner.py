@@ -98,7 +98,7 @@ def run_sweep(kind: SuiteKind, suite: str, configs: list[dict], store: Store, de
     report = SweepReport(total=len(configs), skipped=len(configs) - len(pending), case_ids=ids)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
-    with Progress(*columns, console=stderr, transient=False) as progress:
+    with Progress(*columns, console=stderr, transient=False, disable=not pending) as progress:
         bar = progress.add_task(f"{suite}", total=len(pending), last="")
         try:
             for row in executor(pending, run_one):

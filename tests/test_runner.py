@@ -1,0 +1,90 @@
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from rebased_bench.errors import BenchError
+from rebased_bench.runner import SuiteKind, case_id, run_sweep
+from rebased_bench.store import Store, read_rows
+
+import torch
+
+CALLS = []
+
+
+def _square(config, device):
+    CALLS.append(config["x"])
+    if config["x"] == 3:
+        raise ValueError("three is not allowed")
+    return {"y": float(config["x"] ** 2)}
+
+
+KIND = SuiteKind("toy", pa.schema([("x", pa.int64()), ("y", pa.float64())]), _square)
+
+
+@pytest.fixture(autouse=True)
+def _register():
+    from rebased_bench.runner import KINDS
+    KINDS["toy"] = KIND
+    CALLS.clear()
+    yield
+    KINDS.pop("toy")
+
+
+def _sweep(tmp_path, xs, **kwargs):
+    return run_sweep(KIND, "toy-suite", [{"x": x} for x in xs], Store(tmp_path, "toy", KIND.schema),
+                     torch.device("cpu"), **kwargs)
+
+
+def test_error_rows_do_not_stop_the_sweep_and_the_store_reads_back(tmp_path):
+    report = _sweep(tmp_path, [1, 2, 3, 4])
+    assert (report.ok, report.errors) == (3, 1)
+    rows = pd.read_parquet(tmp_path / "toy")  # the contract: plain pandas reads the folder
+    assert len(rows) == 4
+    error = rows[rows["status"] == "error"].iloc[0]
+    assert error["x"] == 3 and "three is not allowed" in error["error"] and pd.isna(error["y"])
+    assert rows.loc[rows["x"] == 4, "y"].item() == 16.0
+    assert set(rows["git_commit"]) and set(rows["torch_version"]) == {torch.__version__}
+
+
+def test_resume_runs_only_missing_cases_and_force_reruns(tmp_path):
+    _sweep(tmp_path, [1, 2])
+    CALLS.clear()
+    report = _sweep(tmp_path, [1, 2, 4])
+    assert CALLS == [4] and report.skipped == 2
+    CALLS.clear()
+    _sweep(tmp_path, [1], force=True)
+    assert CALLS == [1]
+    assert len(read_rows(tmp_path / "toy")) == 3
+
+
+def test_interrupt_keeps_finished_rows(tmp_path):
+    def interrupting(tasks, run):
+        for i, task in enumerate(tasks):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield run(*task)
+    report = _sweep(tmp_path, [1, 2, 4, 5], executor=interrupting)
+    assert report.interrupted and report.ok == 2
+    CALLS.clear()
+    _sweep(tmp_path, [1, 2, 4, 5])
+    assert CALLS == [4, 5]
+    assert not list((tmp_path / "toy").glob(".*tmp"))
+
+
+def test_corrupt_files_are_reported_and_skipped(tmp_path, capsys):
+    _sweep(tmp_path, [1, 2])
+    (tmp_path / "toy" / "broken.parquet").write_bytes(b"not parquet")
+    assert len(read_rows(tmp_path / "toy")) == 2
+    assert "broken.parquet" in capsys.readouterr().err
+
+
+def test_case_ids_are_stable_hashes_of_the_config():
+    assert case_id({"a": 1, "b": 2.0}) == case_id({"b": 2.0, "a": 1})
+    assert case_id({"a": 1}) != case_id({"a": 2})
+
+
+def test_unwritable_out_is_a_bench_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BenchError, match="cannot write"):
+        Store(blocker, "toy", KIND.schema)

@@ -1,0 +1,37 @@
+import torch
+import torch.nn.functional as F
+
+from rebased_bench.data.mqar import IGNORE_INDEX, generate
+from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.training import TrainConfig, micro_batch_size, query_loss, train
+
+
+def test_query_only_logits_give_the_full_loss_and_accuracy():
+    torch.manual_seed(0)
+    inputs, labels = generate(8, 64, 16, vocab_size=512, seed=0)
+    model = LanguageModel(ModelConfig("rebased", 32, 64, vocab_size=512)).eval()
+    full = model(inputs)  # (batch, seq_len, vocab)
+    full_loss = F.cross_entropy(full.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+    mask = labels != IGNORE_INDEX
+    full_hits = (full.argmax(-1)[mask] == labels[mask]).sum()
+    loss, hits = query_loss(model, inputs, labels)
+    torch.testing.assert_close(loss, full_loss)
+    assert hits == full_hits
+
+
+def test_micro_batches_follow_the_paper():
+    config = TrainConfig(lr=1e-3, epochs=1, batch_size=512)
+    assert [micro_batch_size(config, n) for n in (256, 512, 1024, 2048)] == [512, 256, 128, 64]
+
+
+def test_training_is_seeded_and_reports_best_epoch():
+    data = generate(64, 32, 4, vocab_size=256, seed=0), generate(16, 32, 4, vocab_size=256, seed=1)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = LanguageModel(ModelConfig("attention", 16, 32, vocab_size=256))
+        results.append(train(model, *data, TrainConfig(lr=3e-3, epochs=2, batch_size=16, micro_batch_size=8),
+                             torch.device("cpu")))
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert 1 <= results[0]["best_epoch"] <= results[0]["epochs_run"] == 2
+    assert results[0]["accuracy"] >= results[0]["final_accuracy"]
