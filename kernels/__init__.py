@@ -14,3 +14,8 @@ __all__ = [
     "parallel_rebased",
     "polynomial_attention",
 ]
+
+from .rebased_chunk import chunk_rebased, rebased_step
+from .rebased_chunk.dispatch import rebased_attention
+
+__all__ += ["chunk_rebased", "rebased_attention", "rebased_step"]
