@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rebased_bench.kernels import polynomial_attention
+from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS
 
 
 class ShortConv(nn.Module):
@@ -46,6 +47,18 @@ class SelfAttention(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(o.transpose(1, 2).reshape(batch, seq_len, d_model))
 
+    def attention_map(self, x):
+        """Causal softmax probabilities averaged over heads, without dropout.
+
+        x: (batch, seq_len, d_model) -> (batch, seq_len, seq_len).
+        """
+        batch, seq_len, d_model = x.shape
+        qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, d_model // self.num_heads)
+        q, k, _ = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, seq_len, head_dim)
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # (batch, heads, seq_len, seq_len)
+        causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=x.device).tril()
+        return scores.masked_fill(~causal, float("-inf")).softmax(-1).mean(1)
+
 
 class QKLayerNorm(nn.Module):
     """The paper's ReBased normalization: a separate LayerNorm for q and k over all heads' features."""
@@ -59,6 +72,10 @@ class QKLayerNorm(nn.Module):
         """q, k: (batch, seq_len, heads, feature_dim) -> same shapes."""
         return self.q_norm(q.flatten(2)).view_as(q), self.k_norm(k.flatten(2)).view_as(k)
 
+    def affine(self):
+        """The learned γ, β of q and k (None where absent), for the ablation rows."""
+        return {"q": (self.q_norm.weight, self.q_norm.bias), "k": (self.k_norm.weight, self.k_norm.bias)}
+
 
 class Identity2(nn.Module):
     """No normalization of q and k."""
@@ -66,12 +83,64 @@ class Identity2(nn.Module):
     def forward(self, q, k):
         return q, k
 
+    def affine(self):
+        return {"q": (None, None), "k": (None, None)}
 
-# name -> (q/k normalization factory (num_heads, feature_dim) -> module, polynomial score of the kernel)
+
+class QKTransform(nn.Module):
+    """The paper's ablation switches: x -> γ·norm(x) + β for q and k, each part optional.
+
+    As in the paper's code (corl-team/rebased, src/mixers/rebased.py), q and k each own a γ and a β of shape
+    (heads * feature_dim,) and norm() standardizes over all heads' features (eps 1e-5, inside the sqrt only:
+    the official Normalizer fails on a misspelled attribute and adds eps twice). shared=True is
+    flash-linear-attention's ReBased feature map instead: ONE γ, β of shape (feature_dim,) used by q and k
+    and by every head, norm() over each head's feature_dim.
+    """
+
+    def __init__(self, num_heads, feature_dim, normalize, gamma, beta, shared=False, eps=1e-5):
+        super().__init__()
+        self.normalize, self.shared, self.eps = normalize, shared, eps
+        width = feature_dim if shared else num_heads * feature_dim
+        owners = ("qk",) if shared else ("q", "k")
+        self.gamma = nn.ParameterDict({o: nn.Parameter(torch.ones(width)) for o in owners}) if gamma else None
+        self.beta = nn.ParameterDict({o: nn.Parameter(torch.zeros(width)) for o in owners}) if beta else None
+
+    def _param(self, table, owner):
+        return None if table is None else table["qk" if self.shared else owner]
+
+    def _transform(self, x, owner):
+        x = x if self.shared else x.flatten(2)  # (batch, seq_len, heads, feature_dim) or (..., heads * feature_dim)
+        if self.normalize:
+            x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        gamma, beta = self._param(self.gamma, owner), self._param(self.beta, owner)
+        x = x if gamma is None else x * gamma
+        return x if beta is None else x + beta
+
+    def forward(self, q, k):
+        """q, k: (batch, seq_len, heads, feature_dim) -> same shapes."""
+        return self._transform(q, "q").view_as(q), self._transform(k, "k").view_as(k)
+
+    def affine(self):
+        """The learned γ, β of q and k (None where absent; the same tensors for q and k when shared)."""
+        return {o: (self._param(self.gamma, o), self._param(self.beta, o)) for o in ("q", "k")}
+
+
+def _switches(normalize=False, gamma=False, beta=False, shared=False):
+    return lambda num_heads, feature_dim: QKTransform(num_heads, feature_dim, normalize, gamma, beta, shared)
+
+
+# name -> (q/k normalization factory (num_heads, feature_dim) -> module, polynomial score of the kernel).
+# The squared variants share the score s^2 (s = q.k / sqrt(feature_dim)) and differ only in what q, k go through.
 FEATURE_MAPS = {
-    "rebased": (QKLayerNorm, "rebased"),
-    "based": (lambda num_heads, feature_dim: Identity2(), "based"),
+    "rebased": (QKLayerNorm, "rebased"),  # (γ·norm(x)+β)^2, the paper's layer
+    "based": (lambda num_heads, feature_dim: Identity2(), "based"),  # 1 + s + s^2/2
+    "x2": (lambda num_heads, feature_dim: Identity2(), "rebased"),  # x^2
+    "gamma_x2": (_switches(gamma=True), "rebased"),  # (γx)^2
+    "affine_x2": (_switches(gamma=True, beta=True), "rebased"),  # (γx+β)^2
+    "norm_x2": (_switches(normalize=True), "rebased"),  # norm(x)^2
+    "rebased_shared": (_switches(normalize=True, gamma=True, beta=True, shared=True), "rebased"),
 }
+SCORE_COEFFS = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}  # score -> (c0, c1, c2) of c0 + c1 s + c2 s^2
 
 
 class LinearAttention(nn.Module):
@@ -106,3 +175,15 @@ class LinearAttention(nn.Module):
         q, k, v = self.features(x)
         o = polynomial_attention(q, k, v, score=self.score, eps=self.eps)  # (batch, seq_len, heads, value_head_dim)
         return self.out_proj(o.flatten(2))
+
+    def attention_map(self, x):
+        """Causal row-normalized kernel matrix tril(p(q.k)) / row sum, averaged over heads.
+
+        x: (batch, seq_len, d_model) -> (batch, seq_len, seq_len); the weights forward() gives each value.
+        """
+        q, k, _ = self.features(x)
+        c0, c1, c2 = SCORE_COEFFS[self.score]
+        s = torch.einsum("bthd,bshd->bhts", q.float(), k.float()) * self.feature_dim ** -0.5  # (b, h, seq, seq)
+        causal = torch.ones(s.shape[-1], s.shape[-1], dtype=torch.bool, device=x.device).tril()
+        weights = (c0 + c1 * s + c2 * s * s).masked_fill(~causal, 0.0)
+        return (weights / (weights.sum(-1, keepdim=True) + self.eps)).mean(1)

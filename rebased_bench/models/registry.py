@@ -37,6 +37,9 @@ register("attention")(lambda d_model, layer_idx, value_dim_quirk=True: SelfAtten
 register("conv_attention")(based_recipe(lambda d_model, _: SelfAttention(d_model, num_heads=1)))
 register("based")(based_recipe(_linear("based")))
 register("rebased")(based_recipe(_linear("rebased")))
+# Feature-map ablations of the same LinearAttention layer (see FEATURE_MAPS), usable in every suite.
+for _variant in ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased_shared"):
+    register(_variant)(based_recipe(_linear(_variant)))
 
 
 def is_import_path(name: str) -> bool:
