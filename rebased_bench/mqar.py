@@ -4,6 +4,7 @@ import pyarrow as pa
 import torch
 
 from .analysis import best_lr
+from .checkpoints import save_if_asked
 from .data.mqar import check_config, paper_num_kv_pairs, train_test
 from .errors import BenchError
 from .models.lm import LanguageModel, ModelConfig
@@ -19,10 +20,12 @@ COLUMNS = pa.schema([
     ("precision", pa.string()), ("vocab_size", pa.int64()), ("value_dim_quirk", pa.bool_()),
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
     ("epochs_run", pa.int64()), ("train_seconds", pa.float64()), ("tokens_per_second", pa.float64()),
-    ("params", pa.int64()),
+    ("params", pa.int64()), ("checkpoint_dir", pa.string()), ("checkpoint_path", pa.string()),
 ], metadata={"accuracy": "best test accuracy over epochs, pooled over query positions"})
 
-DEFAULTS = dict(num_kv_pairs="paper", vocab_size=8192, precision="auto", micro_batch_size=0, value_dim_quirk=True)
+DEFAULTS = dict(num_kv_pairs="paper", vocab_size=8192, precision="auto", micro_batch_size=0, value_dim_quirk=True,
+                checkpoint_dir=None)
+IDENTITY_IGNORES = ("checkpoint_dir",)  # where a model is kept does not change the result
 
 
 def prepare(config: dict, device: torch.device) -> dict:
@@ -68,8 +71,9 @@ def train_case(config: dict, device: torch.device):
 
 
 def run_case(config: dict, device: torch.device) -> dict:
-    """One MQAR case -> its metric columns."""
-    return train_case(config, device)[1]
+    """One MQAR case -> its metric columns (and its checkpoint when the case has a checkpoint_dir)."""
+    model, metrics = train_case(config, device)
+    return {**metrics, "checkpoint_path": save_if_asked(model, "mqar", config, metrics, IDENTITY_IGNORES)}
 
 
 def summary(rows):
@@ -81,4 +85,4 @@ def summary(rows):
                        title="MQAR accuracy (best lr, mean over seeds)")
 
 
-MQAR = register_kind(SuiteKind("mqar", COLUMNS, run_case, prepare, summary))
+MQAR = register_kind(SuiteKind("mqar", COLUMNS, run_case, prepare, summary, identity_ignores=IDENTITY_IGNORES))
