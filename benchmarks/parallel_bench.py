@@ -24,12 +24,15 @@ import triton
 import triton.testing
 
 from rebased_bench.kernels.polynomial import parallel
-from rebased_bench.kernels.polynomial.naive import naive_parallel_rebased
-from rebased_bench.kernels.polynomial.parallel import REBASED_COEFFS, Tiles, parallel_rebased
+from rebased_bench.kernels.polynomial.naive import naive_parallel_based, naive_parallel_rebased
+from rebased_bench.kernels.polynomial.parallel import REBASED_COEFFS, Tiles, parallel_based, parallel_rebased
 
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
+
+
+PEAK_TFLOPS = 798  # bf16 matrix product measured on the lent H100 (shared/reference/kernels.md)
 
 
 def time_op(fn, warmup_ms=25, rep_ms=200):
@@ -108,7 +111,7 @@ def rel_err(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def check_polynomial_op(fn, B, T, H, d, dv, with_grad=True):
+def check_polynomial_op(fn, B, T, H, d, dv, with_grad=True, reference=naive_parallel_rebased):
     """Relative errors of o (and dq, dk, dv) vs the fp32 naive reference on head 0 of batch 0."""
     q, k, v, do = make_inputs(B, T, H, d, dv, seed=1)
     o = fn(q, k, v)
@@ -116,7 +119,7 @@ def check_polynomial_op(fn, B, T, H, d, dv, with_grad=True):
     grads = torch.autograd.grad(o, (q, k, v), do) if with_grad else None
     sl = (slice(0, 1), slice(None), slice(0, 1))
     ref_in = [x[sl].detach().float().requires_grad_() for x in (q, k, v)]
-    o_ref = naive_parallel_rebased(*ref_in)
+    o_ref = reference(*ref_in)
     errs["err_o"] = rel_err(o[sl], o_ref)
     if with_grad:
         ref_grads = torch.autograd.grad(o_ref, ref_in, do[sl].float())
@@ -182,10 +185,12 @@ def explore(B, H, d, dv, seq_lens, candidates):
 
 
 EXPLORE = {
-    "fwd": [Tiles(128, 64, 4, 2), Tiles(128, 64, 8, 2), Tiles(128, 64, 8, 3), Tiles(128, 128, 8, 2),
-            Tiles(64, 64, 4, 2), Tiles(64, 64, 4, 3), Tiles(128, 32, 4, 3), Tiles(256, 64, 8, 2)],
-    "dq": [Tiles(128, 64, 8, 2), Tiles(64, 64, 4, 2), Tiles(64, 32, 4, 2), Tiles(128, 32, 4, 2), Tiles(64, 64, 4, 3)],
-    "dkdv": [Tiles(64, 128, 8, 2), Tiles(64, 64, 4, 2), Tiles(32, 64, 4, 2), Tiles(32, 128, 8, 2), Tiles(64, 128, 8, 3)],
+    "fwd": [Tiles(128, 32, 4, 3), Tiles(128, 64, 4, 3), Tiles(128, 64, 8, 3), Tiles(64, 64, 4, 3), Tiles(64, 32, 4, 3),
+            Tiles(128, 32, 4, 4), Tiles(128, 64, 4, 4), Tiles(128, 128, 8, 3), Tiles(256, 64, 8, 3)],
+    "dq": [Tiles(64, 64, 4, 3), Tiles(128, 64, 8, 3), Tiles(64, 32, 4, 3), Tiles(128, 32, 4, 3), Tiles(64, 64, 4, 4),
+           Tiles(128, 64, 4, 3)],
+    "dkdv": [Tiles(64, 128, 8, 3), Tiles(64, 64, 4, 3), Tiles(32, 64, 4, 3), Tiles(64, 128, 8, 4), Tiles(32, 128, 8, 3),
+             Tiles(16, 64, 4, 3)],
 }
 
 
@@ -210,18 +215,18 @@ def main(argv=None):
         ex_rows, best = explore(args.tokens, H, d, dv, [int(s) for s in args.explore_seq_lens.split(",")], EXPLORE)
         rows += ex_rows
         parallel.TILES.update(best)
-        # price the consistent denominator (one more conversion per score)
-        for rz in (False, True):
-            parallel.ROUNDED_Z = rz
+        # price the ways of summing the denominator (parallel.Z_MODE)
+        for zm in (0, 1, 2):
+            parallel.Z_MODE = zm
             for T in (2048, 16384):
                 q, k, v, _ = make_inputs(args.tokens // T, T, H, d, dv)
                 t = time_op(lambda: parallel.parallel_poly_fwd(q, k, v, REBASED_COEFFS))
-                rows.append({"op": f"rounded_z_{rz}", "mode": "fwd", "B": args.tokens // T, "T": T, "H": H, "d": d,
+                rows.append({"op": f"z_mode_{zm}", "mode": "fwd", "B": args.tokens // T, "T": T, "H": H, "d": d,
                              "dv": dv, "dtype": "bf16", **t, "status": "ok"})
-                log(f"ROUNDED_Z={rz} T={T}: {t['median_ms']:.3f} ms")
-        parallel.ROUNDED_Z = True
+                log(f"Z_MODE={zm} T={T}: {t['median_ms']:.3f} ms")
+        parallel.Z_MODE = 2
     log("tiles:", parallel.TILES)
-    ops = {"ours": parallel_rebased, "sdpa": sdpa}
+    ops = {"ours": parallel_rebased, "ours_based": parallel_based, "sdpa": sdpa}
     fla_fn, fla_reason = (None, "--skip-fla") if args.skip_fla else load_fla()
     if fla_fn is not None:
         ops["fla"] = fla_fn
@@ -229,7 +234,8 @@ def main(argv=None):
         log("FLA skipped:", fla_reason)
     for T in seq_lens:
         B = max(1, args.tokens // T)
-        errs = {name: check_polynomial_op(fn, B, T, H, d, dv) for name, fn in ops.items() if name != "sdpa"}
+        errs = {name: check_polynomial_op(fn, B, T, H, d, dv, reference=naive_parallel_based if name == "ours_based"
+                                          else naive_parallel_rebased) for name, fn in ops.items() if name != "sdpa"}
         for name, e in errs.items():
             log(f"T={T} {name} errors vs fp32 reference: " + ", ".join(f"{k}={v:.2e}" for k, v in e.items()))
         for mode in ("fwd", "fwd_bwd"):
@@ -261,16 +267,18 @@ def main(argv=None):
 
 def summary_table(df):
     """Markdown: per seq_len and mode, our ms and TFLOP/s and the speed-up over each peer (peer ms / our ms)."""
-    ok = df[(df["status"] == "ok") & df["op"].isin(["ours", "fla", "sdpa"])]
-    lines = ["| T | mode | ours ms | ours TFLOP/s | FLA ms | x FLA | SDPA ms | x SDPA |", "|---|---|---|---|---|---|---|---|"]
+    ok = df[(df["status"] == "ok") & df["op"].isin(["ours", "ours_based", "fla", "sdpa"])]
+    lines = ["| T | mode | ours ms | ours TFLOP/s | % of 798 | FLA ms | x FLA | SDPA ms | x SDPA | Based ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (T, mode), g in ok.groupby(["T", "mode"], sort=True):
         ms = dict(zip(g["op"], g["median_ms"]))
         tf = dict(zip(g["op"], g["tflops"]))
         if "ours" not in ms:
             continue
         cell = lambda op: (f"{ms[op]:.3f}", f"{ms[op] / ms['ours']:.2f}") if op in ms else ("-", "-")
-        (fla_ms, fla_x), (sdpa_ms, sdpa_x) = cell("fla"), cell("sdpa")
-        lines.append(f"| {T} | {mode} | {ms['ours']:.3f} | {tf['ours']:.0f} | {fla_ms} | {fla_x} | {sdpa_ms} | {sdpa_x} |")
+        (fla_ms, fla_x), (sdpa_ms, sdpa_x), (based_ms, _) = cell("fla"), cell("sdpa"), cell("ours_based")
+        lines.append(f"| {T} | {mode} | {ms['ours']:.3f} | {tf['ours']:.0f} | {100 * tf['ours'] / PEAK_TFLOPS:.0f} | "
+                     f"{fla_ms} | {fla_x} | {sdpa_ms} | {sdpa_x} | {based_ms} |")
     return "\n".join(lines)
 
 

@@ -57,6 +57,20 @@ def _mm(b_a, b_b, INTERPRET: tl.constexpr):
 
 
 @triton.jit
+def _zsum(b_z, b_p, b_v, b_one, Z_MODE: tl.constexpr, INTERPRET: tl.constexpr):
+    """Add the row sums of the scores b_p [BT, BS] to the denominator. Z_MODE 2: on the tensor core, b_p @ b_one
+    with b_one [BS, 16] = 1 in column 0 (b_z [BT, 16]), so the sums use p exactly as rounded for p @ v (no extra
+    conversion per score); 1: rounded on the CUDA cores (one more conversion per score); 0: fp32 p, not rounded."""
+    if Z_MODE == 2:
+        b_z += _mm(b_p, b_one, INTERPRET)
+    elif Z_MODE == 1:
+        b_z += tl.sum(_like_dot(b_p, b_v, True, INTERPRET).to(tl.float32), 1)
+    else:
+        b_z += tl.sum(b_p, 1)
+    return b_z
+
+
+@triton.jit
 def _poly(b_x, a0, a1, a2, SQUARE: tl.constexpr):
     # p(x) = a0 + a1 x + a2 x^2; SQUARE: x^2 (c2 scale^2 folded into eps), one multiply per score
     if SQUARE:
@@ -82,7 +96,7 @@ def parallel_poly_fwd_kernel(
     s_qb, s_qt, s_qh, s_kb, s_kt, s_kh, s_vb, s_vt, s_vh, s_ob, s_ot, s_oh,
     a0, a1, a2, eps, T, H,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SQUARE: tl.constexpr, ROUNDED_Z: tl.constexpr, INTERPRET: tl.constexpr,
+    SQUARE: tl.constexpr, Z_MODE: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     """One program: BT queries x BV value columns of one (batch, head); loops over key tiles of BS up to the diagonal.
     o: like v (batch, T, heads, V); z: (batch, heads, T) fp32 denominators (sum p + eps) for the backward."""
@@ -102,25 +116,33 @@ def parallel_poly_fwd_kernel(
     # [BT, BK]
     b_q = tl.load(q + o_t[:, None] * s_qt + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0)
     b_o = tl.zeros([BT, BV], dtype=tl.float32)
-    b_z = tl.zeros([BT], dtype=tl.float32)
-    # keys strictly before this query tile: no causal mask, no sequence-end mask
-    for i_s in range(0, i_t * BT, BS):
-        b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None], other=0)  # [BK, BS]
-        b_v = tl.load(v + (i_s + o_s)[:, None] * s_vt + o_v[None, :], mask=m_v[None, :], other=0)  # [BS, BV]
-        b_p = _poly(_mm(b_q, b_k, INTERPRET), a0, a1, a2, SQUARE)  # [BT, BS]
-        b_pv = _like_dot(b_p, b_v, ROUNDED_Z, INTERPRET)
-        b_z += tl.sum(b_pv.to(tl.float32), 1)
-        b_o += _mm(b_pv, b_v, INTERPRET)
-    # the diagonal tile, BT // BS key blocks: causal mask (it also hides keys past T from every stored row)
+    # column 0 of b_one is 1: the denominator as a product on the tensor core (see _zsum)
+    b_one = ((o_s[:, None] >= 0) & (tl.arange(0, 16)[None, :] == 0)).to(tl.float32)  # [BS, 16]
+    if v.dtype.element_ty == tl.bfloat16:
+        b_one = b_one.to(tl.bfloat16)
+    if Z_MODE == 2:
+        b_z = tl.zeros([BT, 16], dtype=tl.float32)
+    else:
+        b_z = tl.zeros([BT], dtype=tl.float32)
+    # the diagonal tile first, BT // BS key blocks: causal mask (it also hides keys past T from every stored row).
+    # (Diagonal first: a loop that may run zero times ahead of it made ptxas serialize every wgmma, C7515.)
     for i_s in range(i_t * BT, i_t * BT + BT, BS):
         m_s = (i_s + o_s) < T
         b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None] & m_s[None, :], other=0)
         b_v = tl.load(v + (i_s + o_s)[:, None] * s_vt + o_v[None, :], mask=m_s[:, None] & m_v[None, :], other=0)
         b_p = _poly(_mm(b_q, b_k, INTERPRET), a0, a1, a2, SQUARE)
         b_p = tl.where(o_t[:, None] >= (i_s + o_s)[None, :], b_p, 0)
-        b_pv = _like_dot(b_p, b_v, ROUNDED_Z, INTERPRET)
-        b_z += tl.sum(b_pv.to(tl.float32), 1)
-        b_o += _mm(b_pv, b_v, INTERPRET)
+        b_z = _zsum(b_z, b_p, b_v, b_one, Z_MODE, INTERPRET)
+        b_o += _mm(b_p, b_v, INTERPRET)
+    # keys strictly before this query tile: no causal mask, no sequence-end mask
+    for i_s in range(0, i_t * BT, BS):
+        b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None], other=0)  # [BK, BS]
+        b_v = tl.load(v + (i_s + o_s)[:, None] * s_vt + o_v[None, :], mask=m_v[None, :], other=0)  # [BS, BV]
+        b_p = _poly(_mm(b_q, b_k, INTERPRET), a0, a1, a2, SQUARE)  # [BT, BS]
+        b_z = _zsum(b_z, b_p, b_v, b_one, Z_MODE, INTERPRET)
+        b_o += _mm(b_p, b_v, INTERPRET)
+    if Z_MODE == 2:
+        b_z = tl.sum(b_z, 1)  # exact: the other 15 columns are 0
     b_z += eps
     b_o = b_o * (1.0 / b_z)[:, None]
     p_o = o + i_b.to(tl.int64) * s_ob + i_h * s_oh + o_t[:, None] * s_ot + o_v[None, :]
@@ -186,12 +208,7 @@ def parallel_poly_bwd_dq_kernel(
     b_delta = tl.load(delta + i_bh.to(tl.int64) * T + o_t, mask=m_t, other=0)  # [BT]
     b_delta = tl.where(i_v == 0, b_delta, 0.0)
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
-    for i_s in range(0, i_t * BT, BS):
-        b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None], other=0)  # [BK, BS]
-        b_v = tl.load(v + (i_s + o_s)[None, :] * s_vt + o_v[:, None], mask=m_v[:, None], other=0)  # [BV, BS]
-        b_x = _mm(b_q, b_k, INTERPRET)  # [BT, BS]
-        b_ds = (_mm(b_do, b_v, INTERPRET) - b_delta[:, None]) * _dpoly(b_x, a1, a2, SQUARE)
-        b_dq += _mm(b_ds, tl.trans(b_k), INTERPRET)
+    # the diagonal tile first (see the forward), then the keys before it
     for i_s in range(i_t * BT, i_t * BT + BT, BS):
         m_s = (i_s + o_s) < T
         b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None] & m_s[None, :], other=0)
@@ -199,6 +216,12 @@ def parallel_poly_bwd_dq_kernel(
         b_x = _mm(b_q, b_k, INTERPRET)
         b_ds = (_mm(b_do, b_v, INTERPRET) - b_delta[:, None]) * _dpoly(b_x, a1, a2, SQUARE)
         b_ds = tl.where(o_t[:, None] >= (i_s + o_s)[None, :], b_ds, 0)
+        b_dq += _mm(b_ds, tl.trans(b_k), INTERPRET)
+    for i_s in range(0, i_t * BT, BS):
+        b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None], other=0)  # [BK, BS]
+        b_v = tl.load(v + (i_s + o_s)[None, :] * s_vt + o_v[:, None], mask=m_v[:, None], other=0)  # [BV, BS]
+        b_x = _mm(b_q, b_k, INTERPRET)  # [BT, BS]
+        b_ds = (_mm(b_do, b_v, INTERPRET) - b_delta[:, None]) * _dpoly(b_x, a1, a2, SQUARE)
         b_dq += _mm(b_ds, tl.trans(b_k), INTERPRET)
     if SQUARE:
         b_dq *= 2
