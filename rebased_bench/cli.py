@@ -189,6 +189,36 @@ def show(path: Annotated[Path, typer.Argument(help="A results folder (e.g. resul
             _render(KINDS[name], subset, format)
 
 
+class PlotKind(str, Enum):
+    mqar = "mqar"
+    kernels = "kernels"
+    ablate = "ablate"
+    iou = "iou"
+
+
+@app.command(epilog="""[b]Examples[/b]\n
+  rebased-bench plot                                   [dim]# every figure results/ supports -> results/figures/[/dim]\n
+  rebased-bench plot results/mqar-fig1-lite --suite mqar --out figures\n
+  rebased-bench plot results --suite kernels --baseline fla_parallel_rebased""")
+@one_line_errors
+def plot(results: Annotated[Path, typer.Argument(help="A results folder (read recursively) or a Parquet file.")]
+         = Path("results"),
+         suite: Annotated[Optional[PlotKind], typer.Option("--suite", help="Only this kind of rows (default: all).")]
+         = None,
+         out: Annotated[Optional[Path], typer.Option("--out", help="Figure folder (default: RESULTS/figures).")] = None,
+         baseline: Annotated[Optional[str], typer.Option(
+             "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None):
+    """Draw every figure the stored rows support (PNG and PDF); prints the path of each file written."""
+    from .figures import plot_results  # matplotlib only loads for this command
+    rows = read_rows(results)
+    if rows.empty or "kind" not in rows:
+        raise BenchError(f"{results}: no result rows")
+    folder = results if results.is_dir() else results.parent
+    paths = plot_results(rows, out or folder / "figures", [suite.value] if suite else None, baseline)
+    for path in paths:
+        typer.echo(str(path))
+
+
 def main():
     """Console entry point: click's usage errors become one line with exit code 2 as well."""
     try:
