@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from .style import legend_below, log2_axis, new_figure, order, plain_log_y, style
+from .style import ABLATION_ORDER, legend_below, log2_axis, new_figure, order, plain_log_y, style
 
 MODE_ORDER = ("fwd", "fwd+bwd", "fwd_bwd", "bwd")
 
@@ -87,12 +87,12 @@ def _group_label(key: dict) -> str:
                      for c, v in key.items() if not pd.isna(v))
 
 
-def grouped_bars(ax, frame: pd.DataFrame, groups: list[str], bar: str):
+def grouped_bars(ax, frame: pd.DataFrame, groups: list[str], bar: str, first=None):
     """Bars of `bar` values side by side within each group (a combination of `groups` columns), clipped error bars."""
     # Only the group columns that vary name a group: a constant d_model would just repeat on every tick.
     shown = [c for c in groups if frame[c].nunique(dropna=True) > 1] or groups[:1]
     keys = frame[shown].drop_duplicates().sort_values(shown).reset_index(drop=True)
-    names = order(frame[bar])
+    names = order(frame[bar], first) if first else order(frame[bar])
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         mine = keys.merge(frame[frame[bar] == name], on=shown, how="left")
@@ -111,7 +111,7 @@ def draw_ablate(bars: pd.DataFrame, suite: str):
     d_models = sorted(bars["d_model"].unique())
     fig, axes = new_figure(len(d_models), width=max(4.0, 1.2 * bars["seq_len"].nunique() + 2), height=3.4)
     for ax, d_model in zip(axes, d_models):
-        grouped_bars(ax, bars[bars["d_model"] == d_model], ["seq_len"], "variant")
+        grouped_bars(ax, bars[bars["d_model"] == d_model], ["seq_len"], "variant", ABLATION_ORDER)
         ax.set_title(f"Model Dim: {d_model}")
         ax.set_xlabel("Sequence Length")
     axes[0].set_ylabel("Accuracy")
@@ -127,7 +127,7 @@ def draw_iou(bars: pd.DataFrame, suite: str, config: list[str]):
     fig, axes = new_figure(len(metrics), width=max(4.0, 1.5 * len(groups) + 2), height=3.4)
     for ax, metric in zip(axes, metrics):
         grouped_bars(ax, bars[bars["metric"] == metric], config, "mixer")
-        ax.set_title(metric.replace("_", " ").replace("iou", "IoU"))
+        ax.set_title(metric.replace("iou_", "IoU vs ").replace("_", " ").replace("iou", "IoU"))
     axes[0].set_ylabel("IoU (mean ± std over seeds)")
     fig.suptitle(f"Attention-map IoU, {suite}", fontsize="medium")
     legend_below(fig, axes)

@@ -55,10 +55,14 @@ def style(name: str) -> Style:
     return Style(SPARE_COLORS[h % len(SPARE_COLORS)], SPARE_MARKERS[(h // 8) % len(SPARE_MARKERS)], str(name))
 
 
-def order(names) -> list:
-    """Palette order first (so legends read the same in every figure), then the rest sorted."""
+# Bars of the feature-map ablation in the paper's table order (simplest map first, Based last).
+ABLATION_ORDER = ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased", "rebased_shared", "based")
+
+
+def order(names, first=tuple(PALETTE)) -> list:
+    """`first` order (default: the palette's, so legends read the same in every figure), then the rest sorted."""
     names = set(names)
-    return [n for n in PALETTE if n in names] + sorted(n for n in names if n not in PALETTE)
+    return [n for n in first if n in names] + sorted(n for n in names if n not in first)
 
 
 def log2_axis(ax, values, axis="x"):
