@@ -5,7 +5,9 @@ import importlib
 from torch import nn
 
 from ..errors import BenchError
+from .mamba import Mamba
 from .mixers import BaseConv, LinearAttention, SelfAttention
+from .rwkv import RWKVTimeMixer
 
 # name -> layer factory (d_model, layer_idx, value_dim_quirk) -> nn.Module
 MIXERS = {}
@@ -40,6 +42,9 @@ register("rebased")(based_recipe(_linear("rebased")))
 # Feature-map ablations of the same LinearAttention layer (see FEATURE_MAPS), usable in every suite.
 for _variant in ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased_shared"):
     register(_variant)(based_recipe(_linear(_variant)))
+# The paper's other baselines replace the recipe: the mixer in every layer (2 Mamba blocks, 2 RWKV time mixers).
+register("mamba")(lambda d_model, layer_idx, value_dim_quirk=True: Mamba(d_model))
+register("rwkv")(lambda d_model, layer_idx, value_dim_quirk=True: RWKVTimeMixer(d_model, layer_idx))
 
 
 def is_import_path(name: str) -> bool:
