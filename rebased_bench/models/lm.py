@@ -20,14 +20,21 @@ class ModelConfig:
 
 
 class Block(nn.Module):
-    """Pre-norm residual block with no MLP (zoology's state mixer is the identity)."""
+    """Zoology's pre-norm block with no MLP, residual carried beside the hidden state.
+
+    Its state mixer is the identity, so a block hands on norm2(residual) as the next hidden state and the
+    next block adds that to the residual again: this is what the paper's code ran, kept for faithfulness.
+    """
 
     def __init__(self, d_model, mixer):
         super().__init__()
-        self.norm, self.mixer = nn.LayerNorm(d_model), mixer
+        self.norm1, self.mixer, self.norm2 = nn.LayerNorm(d_model), mixer, nn.LayerNorm(d_model)
 
-    def forward(self, x):
-        return x + self.mixer(self.norm(x))
+    def forward(self, hidden, residual):
+        """hidden, residual: (batch, seq_len, d_model); residual is None before the first block."""
+        residual = hidden if residual is None else hidden + residual
+        residual = self.mixer(self.norm1(residual)) + residual
+        return self.norm2(residual), residual
 
 
 class LanguageModel(nn.Module):
@@ -48,10 +55,10 @@ class LanguageModel(nn.Module):
     def hidden(self, input_ids):
         """input_ids: (batch, seq_len) int64 -> final hidden states (batch, seq_len, d_model)."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.dropout(self.embed(input_ids) + self.pos_embed(positions))
+        hidden, residual = self.dropout(self.embed(input_ids) + self.pos_embed(positions)), None
         for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+            hidden, residual = block(hidden, residual)
+        return self.norm(hidden + residual)
 
     def forward(self, input_ids, positions=None):
         """Logits (batch, seq_len, vocab), or (n, vocab) at the positions where the bool mask `positions` is set.
