@@ -185,12 +185,9 @@ def explore(B, H, d, dv, seq_lens, candidates):
 
 
 EXPLORE = {
-    "fwd": [Tiles(128, 32, 4, 3), Tiles(128, 64, 4, 3), Tiles(128, 64, 8, 3), Tiles(64, 64, 4, 3), Tiles(64, 32, 4, 3),
-            Tiles(128, 32, 4, 4), Tiles(128, 64, 4, 4), Tiles(128, 128, 8, 3), Tiles(256, 64, 8, 3)],
-    "dq": [Tiles(64, 64, 4, 3), Tiles(128, 64, 8, 3), Tiles(64, 32, 4, 3), Tiles(128, 32, 4, 3), Tiles(64, 64, 4, 4),
-           Tiles(128, 64, 4, 3)],
-    "dkdv": [Tiles(64, 128, 8, 3), Tiles(64, 64, 4, 3), Tiles(32, 64, 4, 3), Tiles(64, 128, 8, 4), Tiles(32, 128, 8, 3),
-             Tiles(16, 64, 4, 3)],
+    "fwd": [Tiles(128, 32, 4, 4), Tiles(128, 32, 4, 4, 128), Tiles(128, 32, 4, 3, 128)],
+    "dq": [Tiles(128, 64, 4, 3), Tiles(64, 64, 4, 3), Tiles(128, 32, 4, 3, 128), Tiles(128, 64, 8, 3)],
+    "dkdv": [Tiles(32, 64, 4, 3), Tiles(32, 64, 4, 3, 128), Tiles(32, 64, 4, 4, 128), Tiles(32, 128, 8, 3, 128)],
 }
 
 
@@ -215,16 +212,6 @@ def main(argv=None):
         ex_rows, best = explore(args.tokens, H, d, dv, [int(s) for s in args.explore_seq_lens.split(",")], EXPLORE)
         rows += ex_rows
         parallel.TILES.update(best)
-        # price the ways of summing the denominator (parallel.Z_MODE)
-        for zm in (0, 1, 2):
-            parallel.Z_MODE = zm
-            for T in (2048, 16384):
-                q, k, v, _ = make_inputs(args.tokens // T, T, H, d, dv)
-                t = time_op(lambda: parallel.parallel_poly_fwd(q, k, v, REBASED_COEFFS))
-                rows.append({"op": f"z_mode_{zm}", "mode": "fwd", "B": args.tokens // T, "T": T, "H": H, "d": d,
-                             "dv": dv, "dtype": "bf16", **t, "status": "ok"})
-                log(f"Z_MODE={zm} T={T}: {t['median_ms']:.3f} ms")
-        parallel.Z_MODE = 2
     log("tiles:", parallel.TILES)
     ops = {"ours": parallel_rebased, "ours_based": parallel_based, "sdpa": sdpa}
     fla_fn, fla_reason = (None, "--skip-fla") if args.skip_fla else load_fla()

@@ -38,11 +38,19 @@ class Tiles:
     BS: int
     num_warps: int = 4
     num_stages: int = 2
+    maxnreg: int = 0  # register cap per thread (0: the compiler's choice); 128 fits 4 CTAs of 4 warps per SM
+
+    def launch(self):
+        """Launch options for the kernel call (the interpreter takes none)."""
+        if INTERPRET:
+            return {}
+        opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        return {**opts, "maxnreg": self.maxnreg} if self.maxnreg else opts
 
 
 # Chosen on the H100 at d=16, dv=64 bf16 (benchmarks/parallel_bench.py --explore); "bv_max" caps the value block:
 # wider values are split over programs (dq/dk partial sums add up).
-GPU_TILES = {"fwd": Tiles(128, 32, 4, 3), "dq": Tiles(64, 64, 4, 3), "dkdv": Tiles(64, 128, 8, 3), "bv_max": 128}
+GPU_TILES = {"fwd": Tiles(128, 32, 4, 4), "dq": Tiles(128, 64, 4, 3), "dkdv": Tiles(32, 64, 4, 3), "bv_max": 128}
 # Interpreter: small tiles so short test sequences still cross several tiles, and bv_max = 32 so dv = 64
 # already exercises the split-value path.
 INTERPRET_TILES = {"fwd": Tiles(32, 16), "dq": Tiles(32, 16), "dkdv": Tiles(16, 32), "bv_max": 32}
@@ -92,8 +100,7 @@ def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     parallel_poly_fwd_kernel[grid](
         q, k, v, o, z, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
         a0, a1, a2, eps, T, H, K=K, V=V, BT=t.BT, BS=t.BS, BK=BK, BV=BV, SQUARE=square, Z_MODE=Z_MODE,
-        INTERPRET=INTERPRET,
-        num_warps=t.num_warps, num_stages=t.num_stages,
+        INTERPRET=INTERPRET, **t.launch(),
     )
     return o, z
 
@@ -122,12 +129,12 @@ def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     t = TILES["dq"]
     parallel_poly_bwd_dq_kernel[(B * H, NV, triton.cdiv(T, t.BT))](
         q, k, v, dos, delta, dq, *strides, *dq.stride()[:4], a1, a2, T, H,
-        BT=t.BT, BS=t.BS, num_warps=t.num_warps, num_stages=t.num_stages, **flags,
+        BT=t.BT, BS=t.BS, **t.launch(), **flags,
     )
     t = TILES["dkdv"]
     parallel_poly_bwd_dkdv_kernel[(B * H, NV, triton.cdiv(T, t.BS))](
         q, k, v, dos, delta, dk, dv, *strides, *dk.stride()[:4], *dv.stride()[:3], a0, a1, a2, T, H,
-        BT=t.BT, BS=t.BS, num_warps=t.num_warps, num_stages=t.num_stages, **flags,
+        BT=t.BT, BS=t.BS, **t.launch(), **flags,
     )
     dq = dq.sum(0).to(q.dtype) if NV > 1 else dq[0]
     dk = dk.sum(0).to(k.dtype) if NV > 1 else dk[0]

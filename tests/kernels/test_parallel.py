@@ -137,7 +137,7 @@ def test_poison_detects_unwritten_output():
     parallel.parallel_poly_fwd_kernel[grid](
         q, k, v, short, zs, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *short.stride()[:3],
         a0, a1, a2, 1e-12, 70, 1, K=16, V=16, BT=tiles.BT, BS=tiles.BS, BK=BK, BV=BV, SQUARE=square,
-        Z_MODE=parallel.Z_MODE, INTERPRET=parallel.INTERPRET, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        Z_MODE=parallel.Z_MODE, INTERPRET=parallel.INTERPRET, **tiles.launch(),
     )
     with pytest.raises(AssertionError, match="non-finite"):
         assert_rel_close("o", short, o.cpu().double(), "fp16")
