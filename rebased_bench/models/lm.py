@@ -37,6 +37,25 @@ class Block(nn.Module):
         return self.norm2(residual), residual
 
 
+class MambaBlock(nn.Module):
+    """mamba-ssm's Block, which the paper's code used for Mamba: add, RMSNorm, mixer, no second norm.
+
+    The mixer's output is handed on as the next hidden state: x_{i+1} = x_i + mixer(rmsnorm(x_i)).
+    """
+
+    def __init__(self, d_model, mixer):
+        super().__init__()
+        self.norm, self.mixer = nn.RMSNorm(d_model, eps=1e-5), mixer
+
+    def forward(self, hidden, residual):
+        residual = hidden if residual is None else hidden + residual
+        return self.mixer(self.norm(residual)), residual
+
+
+# A mixer picks its block with a `block` attribute (Mamba: "mamba"); zoology's Block otherwise.
+BLOCKS = {"transformer": Block, "mamba": MambaBlock}
+
+
 class LanguageModel(nn.Module):
     """Token + learned position embeddings, mixer blocks, final LayerNorm, LM head tied to the embedding."""
 
@@ -47,8 +66,8 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_embed = nn.Embedding(config.seq_len, config.d_model)
         self.dropout = nn.Dropout(config.embed_dropout)
-        self.blocks = nn.ModuleList(
-            Block(config.d_model, factory(config.d_model, i, config.value_dim_quirk)) for i in range(config.n_layers))
+        mixers = [factory(config.d_model, i, config.value_dim_quirk) for i in range(config.n_layers)]
+        self.blocks = nn.ModuleList(BLOCKS[getattr(m, "block", "transformer")](config.d_model, m) for m in mixers)
         self.norm = nn.LayerNorm(config.d_model)
         self.apply(_init_weights)
 
@@ -74,7 +93,8 @@ class LanguageModel(nn.Module):
 
 def _init_weights(module):
     # The paper's init: normal(0, 0.02); with PyTorch's default (std 1 embeddings) MQAR does not learn.
-    if isinstance(module, (nn.Linear, nn.Embedding)):
+    # A parameter marked `_no_reinit` keeps its module's own init (mamba-ssm's convention: Mamba's dt bias).
+    if isinstance(module, (nn.Linear, nn.Embedding)) and not getattr(module.weight, "_no_reinit", False):
         nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
+    if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
         nn.init.zeros_(module.bias)

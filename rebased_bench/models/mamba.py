@@ -113,10 +113,10 @@ class Mamba(nn.Module):
 
     in_proj -> (x, z); x -> causal depthwise conv (d_conv) -> SiLU -> x_proj -> (dt, B, C); delta =
     softplus(dt_proj(dt)); selective scan with A = -exp(A_log) (S4D-real init) and the D skip; gate SiLU(z);
-    out_proj. The model wraps it in an RMSNorm pre-norm block (`block_norm`), as mamba-ssm's Block does.
+    out_proj. The model wraps it in mamba-ssm's RMSNorm block (`block`: lm.MambaBlock), as the paper's code did.
     """
 
-    block_norm = "rmsnorm"
+    block = "mamba"
 
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4,
                  chunk_size=None, reference=False):
