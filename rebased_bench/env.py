@@ -52,7 +52,8 @@ def environment(device: torch.device) -> dict:
         triton_version = ""
     return {
         "device": str(device),
-        "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+        # A Ray driver without a GPU describes a case whose GPU worker died: it cannot name that GPU.
+        "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" and torch.cuda.is_available() else "",
         "git_commit": commit,
         "git_dirty": dirty,
         "torch_version": torch.__version__,

@@ -57,20 +57,28 @@ def case_id(config: dict, ignore=()) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
+def case_row(kind_name: str, suite: str, config: dict, device_name: str) -> dict:
+    """The columns of a case's row known before it runs: identity, config, environment, start time."""
+    kind = KINDS[kind_name]
+    return {"kind": kind_name, "suite": suite, "case_id": case_id(config, kind.identity_ignores), **config,
+            **environment(torch.device(device_name)), "started_at": dt.datetime.now(dt.timezone.utc)}
+
+
+def error_row(row: dict, exc: BaseException) -> dict:
+    """`row` marked as failed by `exc`: the one place error rows get their status and message."""
+    return {**row, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
+
+
 def run_one(kind_name: str, suite: str, config: dict, device_name: str) -> dict:
     """Run one case into one row; an exception becomes an error row, never a crash."""
-    kind = KINDS[kind_name]
-    device = torch.device(device_name)
-    row = {"kind": kind_name, "suite": suite, "case_id": case_id(config, kind.identity_ignores), **config, **environment(device),
-           "started_at": dt.datetime.now(dt.timezone.utc)}
+    row = case_row(kind_name, suite, config, device_name)
     try:
-        row.update(kind.run_case(config, device), status="ok", error=None)
+        return {**row, **KINDS[kind_name].run_case(config, torch.device(device_name)), "status": "ok", "error": None}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failed case is data: its row says why
         traceback.print_exc(file=sys.stderr)
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
-    return row
+        return error_row(row, exc)
 
 
 def local_executor(tasks: Iterable[tuple], run: Callable) -> Iterator[dict]:
