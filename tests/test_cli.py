@@ -52,10 +52,11 @@ def test_user_mixer_by_import_path(tmp_path):
 
 
 def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
-    result = invoke("mqar", "--suite", "mqar-paper", "--mixers", "rebased,based", "--dry-run", "--format", "json",
-                    "--out", tmp_path)
+    result = invoke("mqar", "--suite", "mqar-paper", "--dry-run", "--format", "json", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    assert result.stdout.count('"case_id"') == 2 * 4 * 5 * 4 * 5  # mixers x d_model x seq_len x lr x seed
+    assert result.stdout.count('"case_id"') == 5 * 4 * 5 * 4 * 5 == 2000  # mixers x d_model x seq_len x lr x seed
+    for mixer in ("rebased", "based", "rwkv", "mamba", "conv_attention"):
+        assert f'"{mixer}"' in result.stdout
     assert not (tmp_path / "mqar").exists()
 
 

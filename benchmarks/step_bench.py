@@ -1,0 +1,162 @@
+"""Time one training step of the 2-layer MQAR model per mixer (issue 6): the baselines must stay within 3x of
+conv_attention at d_model 128, seq_len 2048, batch 64, so the Figure 1 sweep is not dominated by them.
+
+A step is what the trainer does per micro-batch: forward at the query positions, cross-entropy, backward,
+AdamW step; bf16 autocast (the trainer's GPU default) and fp32 (the paper's protocol, suite mqar-paper).
+Median of CUDA-event timings after warm-up, peak memory; chunk-size variants of mamba and rwkv; and the two
+scans alone (forward + backward), which is where their time goes.
+
+    python benchmarks/step_bench.py [--out step_bench.json] [--precisions bf16,fp32]
+    python benchmarks/step_bench.py --device cpu --batch 2 --seq-len 128 --repeats 2   # smoke test
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from rebased_bench.data.mqar import IGNORE_INDEX
+from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.models.mamba import Mamba, selective_scan
+from rebased_bench.models.rwkv import RWKVTimeMixer, wkv_chunked
+from rebased_bench.training import autocast, query_loss
+
+MIXERS = ["conv_attention", "based", "rebased", "mamba", "rwkv"]
+CHUNK_VARIANTS = {"mamba": [32, 128], "rwkv": [4, 16, 32]}  # beside each mixer's default chunk size
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def mqar_batch(batch, seq_len, vocab, device, seed=0):
+    """Random tokens with MQAR's label layout: seq_len / 4 labelled query positions per row, all in the query region."""
+    gen = torch.Generator().manual_seed(seed)
+    kv = seq_len // 4
+    inputs = torch.randint(1, vocab, (batch, seq_len), generator=gen)
+    labels = torch.full_like(inputs, IGNORE_INDEX)
+    for row in labels:
+        row[2 * kv + torch.randperm(seq_len - 2 * kv, generator=gen)[:kv]] = torch.randint(vocab // 2, vocab, (kv,))
+    return inputs.to(device), labels.to(device)
+
+
+def time_ms(fn, device, warmup=3, repeats=10):
+    """Median and minimum wall time of fn() in ms (CUDA events on the GPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def bench_step(mixer, precision, args, device, chunk_size=None):
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(mixer, args.d_model, args.seq_len)).to(device)
+    for module in model.modules():
+        if chunk_size and isinstance(module, (Mamba, RWKVTimeMixer)):
+            module.chunk_size = chunk_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    inputs, labels = mqar_batch(args.batch, args.seq_len, 8192, device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(precision, device):
+            loss, _ = query_loss(model, inputs, labels)
+        loss.backward()
+        optimizer.step()
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    median, best = time_ms(step, device, repeats=args.repeats)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
+    return {"median_ms": median, "min_ms": best, "peak_mem_bytes": peak}
+
+
+def bench_scans(args, device):
+    """The two fp32 scans alone, forward + backward, at the model's shapes (mamba: d_inner = 2 d_model, d_state 16)."""
+    rows = []
+    b, n, d = args.batch, args.seq_len, args.d_model
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, device=device, generator=gen).requires_grad_()
+
+    u, dt, B, C = rand(b, n, 2 * d), rand(b, n, 2 * d), rand(b, n, 16), rand(b, n, 16)
+    A = (-torch.arange(1, 17, device=device, dtype=torch.float32).repeat(2 * d, 1)).requires_grad_()
+    delta = torch.nn.functional.softplus(dt.detach() - 4).requires_grad_()
+    for chunk in [None, *CHUNK_VARIANTS["mamba"]]:
+        def scan(chunk=chunk):
+            y = selective_scan(u, delta, A, B, C, chunk)
+            torch.autograd.grad(y, (u, delta, A, B, C), torch.ones_like(y))
+        median, best = time_ms(scan, device, repeats=args.repeats)
+        rows.append({"op": "selective_scan", "chunk_size": chunk or "auto", "median_ms": median, "min_ms": best})
+        log(f"  selective_scan chunk {chunk or 'auto':>4}: {median:8.2f} ms fwd+bwd")
+    w, uu, k, v = rand(d), rand(d), rand(b, n, d), rand(b, n, d)
+    for chunk in [8, *CHUNK_VARIANTS["rwkv"]]:
+        def wkv(chunk=chunk):
+            y = wkv_chunked(-torch.exp(w), uu, k, v, chunk)
+            torch.autograd.grad(y, (w, uu, k, v), torch.ones_like(y))
+        median, best = time_ms(wkv, device, repeats=args.repeats)
+        rows.append({"op": "wkv_chunked", "chunk_size": chunk, "median_ms": median, "min_ms": best})
+        log(f"  wkv_chunked    chunk {chunk:>4}: {median:8.2f} ms fwd+bwd")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--mixers", default=",".join(MIXERS))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", help="write the rows as JSON here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "d_model": args.d_model, "seq_len": args.seq_len, "batch": args.batch}
+    log(json.dumps(env))
+    rows = []
+    for precision in args.precisions.split(","):
+        log(f"training step, {precision}:")
+        base = None
+        for mixer in args.mixers.split(","):
+            for chunk in [None, *CHUNK_VARIANTS.get(mixer, [])]:
+                try:
+                    row = bench_step(mixer, precision, args, device, chunk)
+                except torch.cuda.OutOfMemoryError as exc:
+                    row = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+                row = {"mixer": mixer, "precision": precision, "chunk_size": chunk or "default", **row}
+                if mixer == "conv_attention" and chunk is None:
+                    base = row.get("median_ms")
+                if base and "median_ms" in row:
+                    row["vs_conv_attention"] = row["median_ms"] / base
+                rows.append(row)
+                ratio = f"{row['vs_conv_attention']:5.2f}x" if "vs_conv_attention" in row else "   - "
+                timing = f"{row['median_ms']:8.2f} ms" if "median_ms" in row else row["error"]
+                log(f"  {mixer:>14} chunk {str(row['chunk_size']):>7}: {timing}  {ratio}"
+                    f"  peak {row.get('peak_mem_bytes', 0) / 2**30:6.2f} GiB")
+    log("scans alone (fp32):")
+    rows += bench_scans(args, device)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"env": env, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
