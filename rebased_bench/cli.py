@@ -13,7 +13,7 @@ from .env import resolve_device
 from .errors import BenchError
 from .ranges import parse_floats, parse_ints, parse_names
 from .render import print_json, stdout
-from .runner import KINDS, case_id, run_sweep
+from .runner import KINDS, case_id, local_executor, run_sweep
 from .store import Store, read_rows
 from .suite import load_suite, suite_files
 
@@ -35,6 +35,11 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 SuiteOpt = Annotated[str, typer.Option("--suite", help="Built-in suite name (see `ls`) or a .toml path.")]
 MixersOpt = Annotated[Optional[str], typer.Option(
     "--mixers", help="Comma list of mixers: attention, conv_attention, based, rebased, or module:Class.")]
@@ -54,6 +59,13 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Results folder; rows go to 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the expanded grid and run nothing.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun cases already in the store.")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output on stdout: a table or JSON rows.")]
+# Every suite command takes these three and passes them on to run_suite_command.
+ExecutorOpt = Annotated[Executor, typer.Option(
+    "--executor", help="local: cases one after another here; ray: each case a Ray task (the ray extra).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --executor ray: auto or HOST:PORT joins a running cluster; default: a local Ray.")]
+GpusPerCaseOpt = Annotated[Optional[float], typer.Option(
+    "--gpus-per-case", help="With --executor ray: GPUs per case, 0.25 packs 4 cases on a GPU; default 1 on CUDA.")]
 
 
 def one_line_errors(command):
@@ -81,13 +93,14 @@ def _main(version: Annotated[Optional[bool], typer.Option(
 
 
 def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out: Path, dry_run: bool,
-                      force: bool, fmt: Format, kind_name: str | None = None):
+                      force: bool, fmt: Format, kind_name: str | None = None, executor: Executor = Executor.local,
+                      ray_address: str | None = None, gpus_per_case: float | None = None):
     """Load a suite, apply CLI overrides, validate every case, then run (or print) the grid and render it."""
     suite = load_suite(suite_name).override(grid, fixed)
     if kind_name and suite.kind != kind_name:
         raise BenchError(f"suite {suite.name!r} is a {suite.kind!r} suite, not {kind_name!r}")
     kind = KINDS[suite.kind]
-    torch_device = resolve_device(device)
+    torch_device, run_cases = _executor(executor, ray_address, gpus_per_case, device)
     configs = [kind.prepare(c, torch_device) for c in suite.cases()]
     if not configs:
         raise BenchError(f"suite {suite.name!r}: the grid is empty")
@@ -97,7 +110,7 @@ def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out
         print_json(grid_rows) if fmt is Format.json else stdout.print(_grid_table(grid_rows, suite.name))
         return
     store = Store(out, kind.name, kind.schema)
-    report = run_sweep(kind, suite.name, configs, store, torch_device, force=force)
+    report = run_sweep(kind, suite.name, configs, store, torch_device, force=force, executor=run_cases)
     if report.skipped:
         typer.echo(f"{report.skipped} of {report.total} cases already done in {store.path} (--force reruns them)",
                    err=True)
@@ -108,6 +121,16 @@ def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out
     if report.interrupted:
         typer.echo("interrupted: finished rows are kept; rerun the same command to resume", err=True)
         raise typer.Exit(130)
+
+
+def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
+    """(device, executor): with Ray, the device is resolved on the cluster, whose GPUs the driver may not have."""
+    if executor is Executor.ray:
+        from .ray_executor import start_ray_executor  # ray is an optional extra
+        return start_ray_executor(ray_address, gpus_per_case, device)
+    if ray_address is not None or gpus_per_case is not None:
+        raise BenchError("--ray-address and --gpus-per-case apply to --executor ray")
+    return resolve_device(device), local_executor
 
 
 def _render(kind, rows, fmt: Format):
@@ -144,21 +167,24 @@ def _opt(parse, text, name):
   rebased-bench mqar --mixers attention,rebased --seq-lens 64..256 --d-models 64 --epochs 2\n
   rebased-bench mqar --suite mqar-fig1-lite --device cuda --out results\n
   rebased-bench mqar --mixers my_pkg.my_module:MyMixer --seq-lens 64\n
-  rebased-bench mqar --suite mqar-paper --dry-run""")
+  rebased-bench mqar --suite mqar-paper --dry-run\n
+  rebased-bench mqar --suite mqar-fig1-lite --executor ray --gpus-per-case 0.25  [dim]# 4 cases per GPU[/dim]""")
 @one_line_errors
 def mqar(suite: SuiteOpt = "mqar-quick", mixers: MixersOpt = None, seq_lens: SeqLensOpt = None,
          d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
          train_examples: TrainOpt = None, test_examples: TestOpt = None, batch_size: BatchOpt = None,
          num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None, device: DeviceOpt = "auto",
          out: OutOpt = Path("results"), dry_run: DryRunOpt = False, force: ForceOpt = False,
-         format: FormatOpt = Format.table):
+         format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
+         gpus_per_case: GpusPerCaseOpt = None):
     """MQAR accuracy sweeps: seq_len x d_model x mixer x lr x seed; one Parquet row per case."""
     grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), seq_len=_opt(parse_ints, seq_lens, "--seq-lens"),
                 d_model=_opt(parse_ints, d_models, "--d-models"), lr=_opt(parse_floats, lrs, "--lrs"),
                 seed=_opt(parse_ints, seeds, "--seeds"))
     fixed = dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples,
                  batch_size=batch_size, num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
-    run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar")
+    run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar", executor=executor,
+                      ray_address=ray_address, gpus_per_case=gpus_per_case)
 
 
 @app.command("ls")
