@@ -55,12 +55,13 @@ def row(op, mode, B, T, H, d, dv, t, flops, **extra):
 
 
 EXPLORE = [  # candidate CONFIGs (programs_per_sm is a launch argument: no recompilation)
-    {"BT": 64, "BF": 32, "programs_per_sm": 4, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
-    {"BT": 64, "BF": 32, "programs_per_sm": 8, "warps_state": 4, "warps_o": 4, "warps_bwd": 8},
-    {"BT": 64, "BF": 64, "programs_per_sm": 4, "warps_state": 4, "warps_o": 4, "warps_bwd": 8},
     {"BT": 64, "BF": 16, "programs_per_sm": 4, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
-    {"BT": 128, "BF": 32, "programs_per_sm": 4, "warps_state": 4, "warps_o": 8, "warps_bwd": 8},
-    {"BT": 32, "BF": 32, "programs_per_sm": 4, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
+    {"BT": 64, "BF": 16, "programs_per_sm": 16, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
+    {"BT": 64, "BF": 16, "programs_per_sm": 8, "warps_state": 4, "warps_o": 4, "warps_bwd": 8},
+    {"BT": 64, "BF": 32, "programs_per_sm": 8, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
+    {"BT": 64, "BF": 32, "programs_per_sm": 8, "warps_state": 4, "warps_o": 8, "warps_bwd": 8},
+    {"BT": 128, "BF": 32, "programs_per_sm": 8, "warps_state": 4, "warps_o": 8, "warps_bwd": 8},
+    {"BT": 32, "BF": 16, "programs_per_sm": 8, "warps_state": 4, "warps_o": 4, "warps_bwd": 4},
 ]
 
 
@@ -153,7 +154,7 @@ def main(argv=None):
     H, d, dv, tokens = args.heads, args.d, args.dv, args.tokens
     env = env_info()
     log(env)
-    rows = explore(tokens, H, d, dv, [2048, 16384]) if args.explore else []
+    rows = explore(tokens, H, d, dv, [16384, 2048]) if args.explore else []
     log("config:", chunk_mod.CONFIG)
     for T in (1000, 16384):
         errs = check_polynomial_op(chunk_fn, max(1, tokens // T), T, H, d, dv)

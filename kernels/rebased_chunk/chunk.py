@@ -12,7 +12,12 @@ import os
 import torch
 import triton
 
-from .chunk_kernels import chunk_rebased_bwd_kernel, chunk_rebased_fwd_o_kernel, chunk_rebased_state_kernel
+from .chunk_kernels import (
+    chunk_rebased_bwd_dkdv_kernel,
+    chunk_rebased_bwd_dq_kernel,
+    chunk_rebased_fwd_o_kernel,
+    chunk_rebased_state_kernel,
+)
 
 # Launch shape. BT: chunk length; BF: feature block (D' = 136 pads to 160 with 32, 192 with 64); the state pass
 # splits the sequence until its grid has programs_per_sm x SMs programs. Placeholder until the H100 exploration.
@@ -46,33 +51,36 @@ def _segments(nt, n_other, device, cfg):
     return triton.cdiv(nt, max(ns, 1))
 
 
+def _pow2(n):
+    return max(16, triton.next_power_of_2(n))  # tl.dot needs every dim >= 16
+
+
 def _precision(dtype):
     # fp32 inputs get true fp32 dots (the reference semantics); 16-bit dots ignore this
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _states(x, y, den, w, scale, init, cfg, dot_dtype, reverse):
-    """Per-chunk snapshots (h, hz), segment prefixes (hs, hzs), chunks per segment, and the total (S, z)."""
+def _states(x, y, den, r, scale, init, cfg, dot_dtype, reverse):
+    """Per-chunk snapshots (h, hz), segment prefixes (hs, hzs), chunks per segment, and the total (S, z).
+
+    Forward: x = k, y = v. Reverse: x = q (times scale), y = do, with den and r for g = do / den and weights r.
+    """
     b, t, nh, d = x.shape
     dv = y.shape[-1]
     bt, bf = cfg["BT"], cfg["BF"]
     fI, fJ = _feature_tables(d, bf, x.device)
     dp = fI.numel()
     nt = triton.cdiv(t, bt)
-    bv = min(max(16, triton.next_power_of_2(dv)), 64)
-    nv = triton.cdiv(dv, bv)
-    cps = _segments(nt, (dp // bf) * nv * b * nh, x.device, cfg)
+    cps = _segments(nt, (dp // bf) * b * nh, x.device, cfg)
     ns = triton.cdiv(nt, cps)
     h = _empty(b * nh, nt, dp, dv, device=x.device, dtype=dot_dtype)
     hz = _empty(b * nh, nt, dp, device=x.device, dtype=torch.float32)
     hs = _empty(b * nh, ns, dp, dv, device=x.device, dtype=torch.float32)
     hzs = _empty(b * nh, ns, dp, device=x.device, dtype=torch.float32)
-    grid = (dp // bf, nv, b * nh * ns)
-    chunk_rebased_state_kernel[grid](
-        x, y, den, w, fI, fJ, h, hz, hs, hzs, scale, t, nt, cps,
-        H=nh, K=d, V=dv, DF=d * (d + 1) // 2, DP=dp, BT=bt, BF=bf, BV=bv,
-        HAS_DEN=den is not None, HAS_W=w is not None, REVERSE=reverse, PREC=_precision(dot_dtype),
-        num_warps=cfg["warps_state"],
+    chunk_rebased_state_kernel[(dp // bf, b * nh * ns)](
+        x, y, den, r, fI, fJ, h, hz, hs, hzs, scale, t, nt, cps,
+        H=nh, K=d, V=dv, DF=d * (d + 1) // 2, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv),
+        REVERSE=reverse, PREC=_precision(dot_dtype), num_warps=cfg["warps_state"],
     )
     # exclusive scan of the segment totals (towards the end when reverse), starting from init
     S0, z0 = init
@@ -117,8 +125,7 @@ class ChunkRebasedFunction(torch.autograd.Function):
         init = _pad_state(None if S0 is None else (S0, z0), b, nh, dp, dv, q.device)
         h, hz, hs, hzs, cps, (St, zt) = _states(k, v, None, None, 1.0, init, cfg, dt, reverse=False)
         nt = triton.cdiv(t, bt)
-        bk = max(16, triton.next_power_of_2(d))
-        bv = min(max(16, triton.next_power_of_2(dv)), 128)
+        bk, bv = _pow2(d), min(_pow2(dv), 128)
         o = _empty(b, t, nh, dv, device=q.device, dtype=v.dtype)
         den = _empty(b, t, nh, device=q.device, dtype=torch.float32)
         chunk_rebased_fwd_o_kernel[(triton.cdiv(dv, bv), nt, b * nh)](
@@ -139,19 +146,21 @@ class ChunkRebasedFunction(torch.autograd.Function):
         scale, cfg, dt = ctx.scale, ctx.cfg, v.dtype
         bt, bf = cfg["BT"], cfg["BF"]
         do = do.contiguous()
-        r = (do.float() * o.float()).sum(-1) / den  # (b, t, nh): dL/dden = -r
+        fI, fJ = _feature_tables(d, bf, q.device)
+        nt = triton.cdiv(t, bt)
+        shape = dict(H=nh, K=d, V=dv, DF=df, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv), PREC=_precision(dt))
         h, hz, hs, hzs, cps, _ = _states(k, v, None, None, 1.0, (S0, z0), cfg, dt, reverse=False)
-        # reverse state starts from the final state's gradient: R = dS_T, rz = -dz_T
+        dq, r = _empty(q.shape, device=q.device, dtype=q.dtype), _empty(b, t, nh, device=q.device, dtype=torch.float32)
+        chunk_rebased_bwd_dq_kernel[(nt, b * nh)](
+            q, k, v, do, den, r, h, hz, hs, hzs, fI, fJ, dq, scale, t, nt, cps, **shape, num_warps=cfg["warps_bwd"],
+        )
+        del h, hz, hs, hzs
+        # reverse state from the final state's gradient: R = dS_T, rz = -dz_T
         dinit = _pad_state((dSt, -dzt), b, nh, dp, dv, q.device)
         dh, dhz, dhs, dhzs, _, (dS0, mdz0) = _states(q, do, den, r, scale, dinit, cfg, dt, reverse=True)
-        dq, dk = _empty(q.shape, device=q.device, dtype=q.dtype), _empty(k.shape, device=q.device, dtype=k.dtype)
-        dvv = _empty(v.shape, device=q.device, dtype=v.dtype)
-        nt = triton.cdiv(t, bt)
-        chunk_rebased_bwd_kernel[(nt, b * nh)](
-            q, k, v, do, den, r, h, hz, hs, hzs, dh, dhz, dhs, dhzs, *_feature_tables(d, bf, q.device),
-            dq, dk, dvv, scale, t, nt, cps,
-            H=nh, K=d, V=dv, DF=df, DP=dp, BT=bt, BK=max(16, triton.next_power_of_2(d)), BF=bf,
-            BV=max(16, triton.next_power_of_2(dv)), PREC=_precision(dt), num_warps=cfg["warps_bwd"],
+        dk, dvv = _empty(k.shape, device=q.device, dtype=k.dtype), _empty(v.shape, device=q.device, dtype=v.dtype)
+        chunk_rebased_bwd_dkdv_kernel[(nt, b * nh)](
+            q, k, v, do, den, r, dh, dhz, dhs, dhzs, fI, fJ, dk, dvv, scale, t, nt, cps, **shape, num_warps=cfg["warps_bwd"],
         )
         dS0, dz0 = _unpad_state(dS0, -mdz0, b, nh, df) if ctx.has_init else (None, None)
         return dq, dk, dvv, dS0, dz0, None, None, None
