@@ -88,3 +88,15 @@ def test_unwritable_out_is_a_bench_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(BenchError, match="cannot write"):
         Store(blocker, "toy", KIND.schema)
+
+
+def test_best_lr_never_pools_runs_of_different_settings():
+    from rebased_bench.analysis import best_lr
+    rows = pd.DataFrame({
+        "status": ["ok"] * 5 + ["error"], "mixer": ["m"] * 6, "d_model": [64] * 6, "seq_len": [64] * 6,
+        "lr": [1e-3, 1e-3, 3e-3, 1e-3, 1e-3, 1e-2], "seed": [0, 1, 0, 0, 1, 0], "epochs": [2, 2, 2, 8, 8, 2],
+        "accuracy": [0.2, 0.4, 0.1, 0.9, 0.7, 1.0]})
+    best = best_lr(rows).set_index("epochs")
+    assert best.loc[2, "lr"] == 1e-3 and best.loc[2, "mean"] == pytest.approx(0.3)
+    assert best.loc[2, "std"] == pytest.approx(0.1414, abs=1e-3) and best.loc[2, "seeds"] == 2
+    assert best.loc[8, "mean"] == pytest.approx(0.8)
