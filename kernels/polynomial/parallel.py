@@ -50,7 +50,7 @@ class Tiles:
 
 # Chosen on the H100 at d=16, dv=64 bf16 (benchmarks/parallel_bench.py --explore); "bv_max" caps the value block:
 # wider values are split over programs (dq/dk partial sums add up).
-GPU_TILES = {"fwd": Tiles(128, 32, 4, 4), "dq": Tiles(128, 64, 4, 3), "dkdv": Tiles(32, 64, 4, 3), "bv_max": 128}
+GPU_TILES = {"fwd": Tiles(128, 32, 4, 4), "dq": Tiles(128, 64, 4, 3), "dkdv": Tiles(32, 64, 4, 4, 128), "bv_max": 128}
 # Interpreter: small tiles so short test sequences still cross several tiles, and bv_max = 32 so dv = 64
 # already exercises the split-value path.
 INTERPRET_TILES = {"fwd": Tiles(32, 16), "dq": Tiles(32, 16), "dkdv": Tiles(16, 32), "bv_max": 32}
