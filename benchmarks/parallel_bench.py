@@ -69,7 +69,8 @@ def env_info():
             return ""
 
     commit = os.environ.get("REBASED_BENCH_GIT_COMMIT") or git("rev-parse", "HEAD") or "unknown"
-    dirty = os.environ.get("REBASED_BENCH_GIT_DIRTY") or ("1" if git("status", "--porcelain", "--untracked-files=no") else "0")
+    dirty = os.environ.get("REBASED_BENCH_GIT_DIRTY")
+    dirty = dirty or ("1" if git("status", "--porcelain", "--untracked-files=no") else "0")
     try:
         import fla
 

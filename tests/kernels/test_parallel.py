@@ -90,7 +90,8 @@ def test_dtypes(score, dtype_qk, dtype_v):
 BASED_SHAPES = [(1, 1, 1, 16, 16), (2, 17, 2, 5, 10), (1, 130, 2, 32, 42), (2, 63, 1, 16, 64)]
 
 
-@pytest.mark.parametrize("B,T,H,D,DV", BASED_SHAPES, ids=[f"B{b}-T{t}-H{h}-D{d}-DV{dv}-bf16" for b, t, h, d, dv in BASED_SHAPES])
+@pytest.mark.parametrize(
+    "B,T,H,D,DV", BASED_SHAPES, ids=[f"B{b}-T{t}-H{h}-D{d}-DV{dv}-bf16" for b, t, h, d, dv in BASED_SHAPES])
 def test_based_shapes_bf16(B, T, H, D, DV):
     check("based", B, T, H, D, DV, "bf16", "bf16")
 
