@@ -40,7 +40,8 @@ def connect(address: str | None):
     try:
         ray.init(**options)
     except (ConnectionError, ValueError) as exc:
-        raise BenchError(f"--ray-address {address}: {str(exc).splitlines()[0]}") from None
+        reason = str(exc).partition("\n")[0]
+        raise BenchError(f"--ray-address {address}: {reason}") from None
     return ray
 
 
@@ -101,7 +102,9 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
             (ref,), pending = ray.wait(pending, num_returns=1)
             try:
                 row = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # worker killed, out of memory, task cancelled, node lost
+            except ray.exceptions.TaskCancelledError:  # cancelled from outside: no result, the case stays to do
+                raise KeyboardInterrupt from None
+            except ray.exceptions.RayError as exc:  # worker killed, out of memory, node lost
                 row = error_row(case_row(*submitted[ref]), getattr(exc, "cause", None) or exc)
             yield row
     finally:  # Ctrl-C or the driver stopped reading: nothing still queued or running may outlive the sweep

@@ -44,6 +44,8 @@ def _toy_case(config, device):
         raise ValueError("three is not allowed")
     if config["x"] == 4:
         os._exit(1)  # the worker dies, as when the OOM killer or an admin kills it
+    if config["x"] == 9:
+        raise KeyboardInterrupt  # Ray reports this task as cancelled, as after `ray job stop`
     return {"y": float(config["x"] ** 2)}
 
 
@@ -124,6 +126,13 @@ def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, toy_kind, tm
     assert rows["case_id"].is_unique and set(rows["case_id"]) == {case_id({"x": x}) for x in xs}
     resumed = rows.set_index("case_id").loc[kept["case_id"], "started_at"]
     assert list(resumed) == list(kept["started_at"])  # the finished rows were kept, not run again
+
+
+def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray, toy_kind, tmp_path):
+    from rebased_bench.ray_executor import ray_executor
+    report = _toy_sweep(tmp_path, [9], ray_executor)
+    assert report.interrupted and report.ok + report.errors == 0
+    assert not list((tmp_path / TOY.name).glob("*.parquet"))
 
 
 @pytest.mark.parametrize("args, message", [
