@@ -21,9 +21,9 @@ from dataclasses import replace
 import pandas as pd
 import torch
 import triton
-import triton.testing
 
 from rebased_bench.kernels.polynomial import parallel
+from rebased_bench.timing import parallel_flops, sdpa_flops, time_op  # noqa: F401  (shared with the kernels suite)
 from rebased_bench.kernels.polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from rebased_bench.kernels.polynomial.parallel import REBASED_COEFFS, Tiles, parallel_based, parallel_rebased
 
@@ -33,26 +33,6 @@ def log(*args):
 
 
 PEAK_TFLOPS = 798  # bf16 matrix product measured on the lent H100 (shared/reference/kernels.md)
-
-
-def time_op(fn, warmup_ms=25, rep_ms=200):
-    """Median and 20th / 80th percentile of fn's device time in ms (triton.testing.do_bench, L2 flushed)."""
-    fn()  # compile / autotune outside the timed region
-    torch.cuda.synchronize()
-    med, p20, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
-    return {"median_ms": med, "p20_ms": p20, "p80_ms": p80}
-
-
-def parallel_flops(B, T, H, d, dv, mode):
-    """Causal parallel polynomial attention: forward T^2 (d + dv), backward T^2 (4 d + 3 dv) per head."""
-    fwd, bwd = B * H * T * T * (d + dv), B * H * T * T * (4 * d + 3 * dv)
-    return fwd if mode == "fwd" else fwd + bwd
-
-
-def sdpa_flops(B, T, H, D, mode):
-    """Causal softmax attention: forward 4 T^2 D / 2, backward 2.5x the forward."""
-    fwd = 2 * B * H * T * T * D
-    return fwd if mode == "fwd" else 3.5 * fwd
 
 
 def min_bytes(B, T, H, d, dv, mode, itemsize=2):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, mqar  # noqa: F401  (importing a suite module registers its kind)
+from . import __version__, kernels_suite, mqar  # noqa: F401  (importing a suite module registers its kind)
 from .env import resolve_device
 from .errors import BenchError
 from .ranges import parse_floats, parse_ints, parse_names
@@ -185,6 +185,37 @@ def mqar(suite: SuiteOpt = "mqar-quick", mixers: MixersOpt = None, seq_lens: Seq
                  batch_size=batch_size, num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
     run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar", executor=executor,
                       ray_address=ray_address, gpus_per_case=gpus_per_case)
+
+
+@app.command(epilog="""[b]Examples[/b]\n
+  rebased-bench kernels                                [dim]# kernels-h100 on a GPU, kernels-quick (CPU) otherwise[/dim]\n
+  rebased-bench kernels --seq-lens 1024..16384 --providers chunk,parallel,dispatch --modes fwd_bwd\n
+  rebased-bench kernels --suite kernels-batch --batch 1..64\n
+  rebased-bench kernels --providers chunk --seq-lens 16384 --profile --force  [dim]# traces in OUT/traces/kernels[/dim]\n
+  rebased-bench kernels --suite kernels-h100 --dry-run""")
+@one_line_errors
+def kernels(suite: Annotated[Optional[str], typer.Option(
+                "--suite", help="Built-in suite or .toml path; default kernels-h100 on CUDA, kernels-quick on CPU.")] = None,
+            seq_lens: SeqLensOpt = None,
+            batch: Annotated[Optional[str], typer.Option(
+                "--batch", help="Batch sizes, e.g. 1..64; default: tokens per call / seq_len.")] = None,
+            providers: Annotated[Optional[str], typer.Option("--providers", help=(
+                "Comma list: dispatch, chunk, parallel, naive, sdpa, fla_parallel_rebased, fla_chunk_linear_attn, "
+                "fla_parallel_based, fla_fused_chunk_based."))] = None,
+            modes: Annotated[Optional[str], typer.Option("--modes", help="fwd, fwd_bwd or both.")] = None,
+            profile: Annotated[bool, typer.Option(
+                "--profile", help="Also write a torch.profiler trace per case and print its top GPU kernels.")] = False,
+            device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
+            force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+            ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None):
+    """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
+    if suite is None:
+        suite = "kernels-h100" if resolve_device(device).type == "cuda" else "kernels-quick"
+    grid = dict(provider=_opt(parse_names, providers, "--providers"), mode=_opt(parse_names, modes, "--modes"),
+                seq_len=_opt(parse_ints, seq_lens, "--seq-lens"), batch=_opt(parse_ints, batch, "--batch"))
+    fixed = dict(profile_dir=str(out / "traces" / "kernels") if profile else None)
+    run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="kernels",
+                      executor=executor, ray_address=ray_address, gpus_per_case=gpus_per_case)
 
 
 @app.command("ls")

@@ -73,7 +73,8 @@ def run_one(kind_name: str, suite: str, config: dict, device_name: str) -> dict:
     """Run one case into one row; an exception becomes an error row, never a crash."""
     row = case_row(kind_name, suite, config, device_name)
     try:
-        return {**row, **KINDS[kind_name].run_case(config, torch.device(device_name)), "status": "ok", "error": None}
+        # run_case may return status "skipped" with the reason in "error" (a peer that cannot run here)
+        return {**row, "status": "ok", "error": None, **KINDS[kind_name].run_case(config, torch.device(device_name))}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failed case is data: its row says why

@@ -12,16 +12,17 @@ import os
 import torch
 import triton
 
+from .tuned import CONFIG as TUNED_CONFIG
 from .chunk_kernels import (
     chunk_rebased_bwd_dkdv_kernel,
     chunk_rebased_bwd_dq_kernel,
     chunk_rebased_fwd_o_kernel,
+    chunk_rebased_scan_kernel,
     chunk_rebased_state_kernel,
 )
 
-# Launch shape. BT: chunk length; BF: feature block (D' = 136 pads to 160 with 32, 192 with 64); the state pass
-# splits the sequence until its grid has programs_per_sm x SMs programs. Placeholder until the H100 exploration.
-CONFIG = {"BT": 64, "BF": 32, "programs_per_sm": 4, "warps_state": 4, "warps_o": 4, "warps_bwd": 4}
+# Launch shape (BT chunk length, BF feature block, ...): tuned.py, written from measurements on the H100
+CONFIG = dict(TUNED_CONFIG)
 
 # Debug aid shared with the parallel kernel: NaN-fill every buffer the kernels allocate, so an element a kernel
 # forgets to write (or a snapshot it reads before it was written) shows up as NaN. Tests flip it per test.
@@ -42,12 +43,16 @@ def _feature_tables(d, bf, device):
     return torch.cat([I, pad]).to(device, torch.int32), torch.cat([J, pad]).to(device, torch.int32)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device):
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
 def _segments(nt, n_other, device, cfg):
     """Chunks per segment: split the sequence so that segments x n_other programs fill the GPU."""
     if cfg.get("chunks_per_segment"):
         return cfg["chunks_per_segment"]
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    ns = min(nt, triton.cdiv(cfg["programs_per_sm"] * sms, n_other))
+    ns = min(nt, triton.cdiv(cfg["programs_per_sm"] * _sm_count(device), n_other))
     return triton.cdiv(nt, max(ns, 1))
 
 
@@ -82,26 +87,22 @@ def _states(x, y, den, r, scale, init, cfg, dot_dtype, reverse):
         H=nh, K=d, V=dv, DF=d * (d + 1) // 2, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv),
         REVERSE=reverse, PREC=_precision(dot_dtype), num_warps=cfg["warps_state"],
     )
-    # exclusive scan of the segment totals (towards the end when reverse), starting from init
+    # exclusive scan of the segment totals (towards the start when reverse), from init; totals out
     S0, z0 = init
-    total_h, total_z = hs.sum(1) + S0, hzs.sum(1) + z0
-    step = (slice(1, None), slice(None, -1)) if reverse else (slice(None, -1), slice(1, None))
-    pre_h, pre_z = torch.zeros_like(hs), torch.zeros_like(hzs)
-    if ns > 1:
-        src_h, src_z = hs[:, step[0]], hzs[:, step[0]]
-        if reverse:
-            pre_h[:, step[1]] = src_h.flip(1).cumsum(1).flip(1)
-            pre_z[:, step[1]] = src_z.flip(1).cumsum(1).flip(1)
-        else:
-            pre_h[:, step[1]] = src_h.cumsum(1)
-            pre_z[:, step[1]] = src_z.cumsum(1)
-    return h, hz, pre_h + S0[:, None], pre_z + z0[:, None], cps, (total_h, total_z)
+    St = _empty(b * nh, dp, dv, device=x.device, dtype=torch.float32)
+    zt = _empty(b * nh, dp, device=x.device, dtype=torch.float32)
+    for seg, start, total, n in ((hs, S0, St, dp * dv), (hzs, z0, zt, dp)):
+        block = min(1024, triton.next_power_of_2(n))
+        chunk_rebased_scan_kernel[(triton.cdiv(n, block), b * nh)](
+            seg, start, total, ns, N=n, BLOCK=block, REVERSE=reverse, HAS_INIT=start is not None,
+        )
+    return h, hz, hs, hzs, cps, (St, zt)
 
 
 def _pad_state(state, b, nh, dp, dv, device):
-    """User (S, z) with D' rows -> fp32 (bh, DP, dv), (bh, DP); None -> zeros."""
+    """User (S, z) with D' rows -> fp32 (bh, DP, dv), (bh, DP); None -> (None, None)."""
     if state is None:
-        return torch.zeros(b * nh, dp, dv, device=device), torch.zeros(b * nh, dp, device=device)
+        return None, None
     S, z = state
     pad = dp - S.shape[-2]
     S = torch.nn.functional.pad(S.float(), (0, 0, 0, pad)).reshape(b * nh, dp, dv)
@@ -135,6 +136,7 @@ class ChunkRebasedFunction(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, o, den, *init)
         # the backward reuses the same segment split, so that both state passes index alike
         ctx.scale, ctx.has_init, ctx.cfg = scale, S0 is not None, {**cfg, "chunks_per_segment": cps}
+        ctx.needs_final_state = cfg["final_state"]
         return (o, *_unpad_state(St, zt, b, nh, df))
 
     @staticmethod
@@ -142,11 +144,11 @@ class ChunkRebasedFunction(torch.autograd.Function):
         q, k, v, o, den, S0, z0 = ctx.saved_tensors
         b, t, nh, d = q.shape
         dv = v.shape[-1]
-        df, dp = d * (d + 1) // 2, S0.shape[1]
         scale, cfg, dt = ctx.scale, ctx.cfg, v.dtype
         bt, bf = cfg["BT"], cfg["BF"]
         do = do.contiguous()
         fI, fJ = _feature_tables(d, bf, q.device)
+        df, dp = d * (d + 1) // 2, fI.numel()
         nt = triton.cdiv(t, bt)
         shape = dict(H=nh, K=d, V=dv, DF=df, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv), PREC=_precision(dt))
         h, hz, hs, hzs, cps, _ = _states(k, v, None, None, 1.0, (S0, z0), cfg, dt, reverse=False)
@@ -155,8 +157,9 @@ class ChunkRebasedFunction(torch.autograd.Function):
             q, k, v, do, den, r, h, hz, hs, hzs, fI, fJ, dq, scale, t, nt, cps, **shape, num_warps=cfg["warps_bwd"],
         )
         del h, hz, hs, hzs
-        # reverse state from the final state's gradient: R = dS_T, rz = -dz_T
-        dinit = _pad_state((dSt, -dzt), b, nh, dp, dv, q.device)
+        # reverse state from the final state's gradient: R = dS_T, rz = -dz_T (none when the state is unused)
+        used = ctx.needs_final_state
+        dinit = _pad_state((dSt, -dzt) if used else None, b, nh, dp, dv, q.device)
         dh, dhz, dhs, dhzs, _, (dS0, mdz0) = _states(q, do, den, r, scale, dinit, cfg, dt, reverse=True)
         dk, dvv = _empty(k.shape, device=q.device, dtype=k.dtype), _empty(v.shape, device=q.device, dtype=v.dtype)
         chunk_rebased_bwd_dkdv_kernel[(nt, b * nh)](
@@ -183,6 +186,7 @@ def chunk_rebased(q, k, v, scale=None, eps=1e-12, initial_state=None, output_fin
     assert d <= 64 and dv <= 256, "chunk_rebased: d <= 64 and dv <= 256 (use parallel_rebased beyond)"
     scale = d**-0.5 if scale is None else float(scale)
     S0, z0 = (None, None) if initial_state is None else initial_state
-    cfg = {**CONFIG, "BT": chunk_size or CONFIG["BT"], "chunks_per_segment": chunks_per_segment}
+    cfg = {**CONFIG, "BT": chunk_size or CONFIG["BT"], "chunks_per_segment": chunks_per_segment,
+           "final_state": output_final_state}
     o, St, zt = ChunkRebasedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), S0, z0, scale, eps, cfg)
     return o, ((St, zt) if output_final_state else None)

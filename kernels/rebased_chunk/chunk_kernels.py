@@ -249,3 +249,27 @@ def chunk_rebased_bwd_dkdv_kernel(
     b_dv += tl.dot(tl.trans(b_a), b_g, input_precision=PREC)
     tl.store(dk + o_row[:, None] * K + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_t[:, None] & m_k[None, :])
     tl.store(dv + o_row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+
+
+@triton.jit
+def chunk_rebased_scan_kernel(x, x0, xt, NS, N: tl.constexpr, BLOCK: tl.constexpr, REVERSE: tl.constexpr,
+                              HAS_INIT: tl.constexpr):
+    # x [bh, NS, N] segment totals -> in place the exclusive scan over segments (from the end when REVERSE)
+    # starting at x0 [bh, N]; xt [bh, N] gets the total. One launch instead of a dozen PyTorch ops.
+    i_n, i_bh = tl.program_id(0), tl.program_id(1)
+    o_n = i_n * BLOCK + tl.arange(0, BLOCK)
+    m_n = o_n < N
+    if HAS_INIT:
+        b_acc = tl.load(x0 + i_bh.to(tl.int64) * N + o_n, mask=m_n, other=0).to(tl.float32)
+    else:
+        b_acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(0, NS):
+        if REVERSE:
+            i_s = NS - 1 - i
+        else:
+            i_s = i
+        p_x = x + (i_bh * NS + i_s).to(tl.int64) * N + o_n
+        b_x = tl.load(p_x, mask=m_n, other=0)
+        tl.store(p_x, b_acc, mask=m_n)
+        b_acc += b_x
+    tl.store(xt + i_bh.to(tl.int64) * N + o_n, b_acc, mask=m_n)
