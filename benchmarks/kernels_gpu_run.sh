@@ -14,12 +14,12 @@ timeout 150 python3 -m pytest tests/kernels/test_chunk.py -q -n 8 -p no:cachepro
 timeout 150 python3 benchmarks/chunk_bench.py --tune kernels/rebased_chunk/tuned.py --memory --profile \
     --out "$OUT/results/chunk_bench/chunk_bench.parquet" 2>&1 | grep -v "^explore\|Warning\|_warn_once" | tee "$OUT/tune.log"
 R="$OUT/results"
-run() { timeout "$1" rebased-bench kernels --device cuda --out "$R" "${@:2}" 2>&1 | grep -v "━━" | tail -40; }
+run() { timeout "$1" python3 -m rebased_bench kernels --device cuda --out "$R" "${@:2}" 2>&1 | grep -v "━━" | tail -40; }
 run 200 --suite kernels-h100 --seq-lens 512..32768 | tee "$OUT/suite.log"
 run 40 --suite kernels-model --providers chunk,parallel,dispatch,sdpa,fla_parallel_rebased,fla_chunk_linear_attn | tee -a "$OUT/suite.log"
 run 50 --suite kernels-batch --providers chunk,parallel,fla_chunk_linear_attn --batch 1,4,16 --modes fwd_bwd | tee -a "$OUT/suite.log"
 run 60 --suite kernels-dims --providers chunk,parallel,fla_parallel_rebased | tee -a "$OUT/suite.log"
-timeout 60 rebased-bench kernels --device cuda --out "$OUT/profile" --suite kernels-h100 --seq-lens 16384 --modes fwd_bwd \
+timeout 60 python3 -m rebased_bench kernels --device cuda --out "$OUT/profile" --suite kernels-h100 --seq-lens 16384 --modes fwd_bwd \
     --providers chunk,parallel,fla_chunk_linear_attn,fla_parallel_rebased --profile --force 2>&1 | grep -v "━━" > "$OUT/profile.log"
 cp kernels/rebased_chunk/tuned.py "$R/tuned.py"
 tar czf "$OUT/results.tgz" -C "$OUT" results profile
