@@ -66,6 +66,8 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="With --executor ray: auto or HOST:PORT joins a running cluster; default: a local Ray.")]
 GpusPerCaseOpt = Annotated[Optional[float], typer.Option(
     "--gpus-per-case", help="With --executor ray: GPUs per case, 0.25 packs 4 cases on a GPU; default 1 on CUDA.")]
+SaveCheckpointsOpt = Annotated[bool, typer.Option(
+    "--save-checkpoints", help="Keep each trained model as OUT/checkpoints/<kind>/<case_id>.pt (path in the row).")]
 
 
 def one_line_errors(command):
@@ -95,7 +97,10 @@ def _main(version: Annotated[Optional[bool], typer.Option(
 def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out: Path, dry_run: bool,
                       force: bool, fmt: Format, kind_name: str | None = None, executor: Executor = Executor.local,
                       ray_address: str | None = None, gpus_per_case: float | None = None):
-    """Load a suite, apply CLI overrides, validate every case, then run (or print) the grid and render it."""
+    """Load a suite, apply CLI overrides, validate every case, then run (or print) the grid and render it.
+
+    Returns the rows of the suite's cases (None for a dry run).
+    """
     suite = load_suite(suite_name).override(grid, fixed)
     if kind_name and suite.kind != kind_name:
         raise BenchError(f"suite {suite.name!r} is a {suite.kind!r} suite, not {kind_name!r}")
@@ -121,6 +126,7 @@ def run_suite_command(suite_name: str, grid: dict, fixed: dict, device: str, out
     if report.interrupted:
         typer.echo("interrupted: finished rows are kept; rerun the same command to resume", err=True)
         raise typer.Exit(130)
+    return rows
 
 
 def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
@@ -176,13 +182,14 @@ def mqar(suite: SuiteOpt = "mqar-quick", mixers: MixersOpt = None, seq_lens: Seq
          num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None, device: DeviceOpt = "auto",
          out: OutOpt = Path("results"), dry_run: DryRunOpt = False, force: ForceOpt = False,
          format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
-         gpus_per_case: GpusPerCaseOpt = None):
+         gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False):
     """MQAR accuracy sweeps: seq_len x d_model x mixer x lr x seed; one Parquet row per case."""
     grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), seq_len=_opt(parse_ints, seq_lens, "--seq-lens"),
                 d_model=_opt(parse_ints, d_models, "--d-models"), lr=_opt(parse_floats, lrs, "--lrs"),
                 seed=_opt(parse_ints, seeds, "--seeds"))
     fixed = dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples,
-                 batch_size=batch_size, num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
+                 batch_size=batch_size, num_kv_pairs=num_kv_pairs, precision=precision and precision.value,
+                 checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)
     run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar", executor=executor,
                       ray_address=ray_address, gpus_per_case=gpus_per_case)
 
@@ -274,6 +281,9 @@ def plot(results: Annotated[Path, typer.Argument(help="A results folder (read re
     paths = plot_results(rows, out or folder / "figures", [suite.value] if suite else None, baseline)
     for path in paths:
         typer.echo(str(path))
+
+
+from . import cli_science  # noqa: E402,F401  (registers the ablate and iou commands; it imports this module)
 
 
 def main():
