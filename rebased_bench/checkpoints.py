@@ -1,4 +1,4 @@
-"""Trained models of suite cases, kept as `<checkpoint_dir>/<kind>/<case_id>.pt` (weights, model config, case config, metrics)."""
+"""Trained models of suite cases: `<checkpoint_dir>/<kind>/<case_id>.pt` (weights, model and case config, metrics)."""
 
 import dataclasses
 import os

@@ -17,7 +17,7 @@ VariantsOpt = Annotated[Optional[str], typer.Option(
 TopKOpt = Annotated[Optional[int], typer.Option(
     "--top-k", help="Key set of a query row: its k largest weights (default 1). Excludes --mass.")]
 MassOpt = Annotated[Optional[float], typer.Option(
-    "--mass", help="Key set of a query row: the fewest keys holding this share of the row, e.g. 0.9. Excludes --top-k.")]
+    "--mass", help="Key set of a query row: the fewest keys holding this share of it, e.g. 0.9. Excludes --top-k.")]
 
 
 def _mqar_axes(seq_lens, d_models, lrs, seeds) -> dict:
@@ -69,14 +69,14 @@ def iou(suite: SuiteOpt = "iou-quick", mixers: MixersOpt = None, seq_lens: SeqLe
     """Attention-map IoU of linear models vs softmax attention (conv_attention) and vs the oracle, on MQAR.
 
     Models come from OUT/checkpoints/mqar/ (`mqar --save-checkpoints` with the same settings) or are trained
-    and kept there. Heatmaps of one test example go to OUT/iou/figures/ (PNG and PDF).
+    and kept there. Heatmaps of one test example go to OUT/figures/ (PNG and PDF), its maps to OUT/maps/iou/.
     """
     grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), **_mqar_axes(seq_lens, d_models, lrs, seeds))
     fixed = dict(**_mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision),
-                 top_k=top_k, mass=mass, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "iou" / "maps"))
+                 top_k=top_k, mass=mass, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
     rows = run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="iou",
                              executor=executor, ray_address=ray_address, gpus_per_case=gpus_per_case)
     if rows is not None and not rows.empty:
         from .iou_figures import heatmaps_from_rows  # matplotlib only loads here
-        for path in heatmaps_from_rows(rows, out / "iou" / "figures"):
+        for path in heatmaps_from_rows(rows, out / "figures"):  # OUT/iou/ holds Parquet only
             typer.echo(f"figure {path}", err=True)

@@ -39,7 +39,7 @@ COLUMNS = pa.schema([mqar.COLUMNS.field(name) for name in MQAR_FIELDS] + [
     ("set_size", pa.float64()), ("reference_set_size", pa.float64()), ("accuracy", pa.float64()),
     ("reference_accuracy", pa.float64()), ("query_rows", pa.int64()), ("eval_seconds", pa.float64()),
     ("checkpoint_path", pa.string()), ("reference_checkpoint_path", pa.string()), ("map_path", pa.string()),
-], metadata={"iou_vs_reference": "mean over MQAR query rows of |A∩B|/|A∪B|, key sets of the model and the reference",
+], metadata={"iou_vs_reference": "mean over MQAR query rows of |A∩B|/|A∪B| of the model's and the reference's sets",
              "accuracy": "MQAR test accuracy of the weights whose maps are compared (the last epoch's)"})
 
 DEFAULTS = dict(reference_mixer="conv_attention", top_k=None, mass=None)
