@@ -235,7 +235,8 @@ def list_suites():
         table.add_column(column)
     for name in sorted(suite_files()):
         suite = load_suite(name)
-        grid = "; ".join(f"{axis}={','.join(map(str, values))}" for axis, values in suite.grid.items())
+        grid = " | ".join("; ".join(f"{axis}={','.join(map(str, values))}" for axis, values in grid.items())
+                          for grid in suite.grids)
         table.add_row(name, suite.kind, str(len(suite.cases())), grid, suite.description)
     stdout.print(table)
 

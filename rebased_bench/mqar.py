@@ -20,7 +20,7 @@ COLUMNS = pa.schema([
     ("precision", pa.string()), ("vocab_size", pa.int64()), ("value_dim_quirk", pa.bool_()),
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
     ("epochs_run", pa.int64()), ("train_seconds", pa.float64()), ("tokens_per_second", pa.float64()),
-    ("params", pa.int64()), ("checkpoint_dir", pa.string()), ("checkpoint_path", pa.string()),
+    ("params", pa.int64()), ("accuracy_history", pa.list_(pa.float64())), ("checkpoint_dir", pa.string()), ("checkpoint_path", pa.string()),
 ], metadata={"accuracy": "best test accuracy over epochs, pooled over query positions"})
 
 DEFAULTS = dict(num_kv_pairs="paper", vocab_size=8192, precision="auto", micro_batch_size=0, value_dim_quirk=True,

@@ -99,4 +99,5 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
         "epochs_run": len(history),
         "train_seconds": train_seconds,
         "tokens_per_second": tokens / train_seconds if train_seconds > 0 else math.nan,
+        "accuracy_history": history,
     }

@@ -100,3 +100,16 @@ def test_best_lr_never_pools_runs_of_different_settings():
     assert best.loc[2, "lr"] == 1e-3 and best.loc[2, "mean"] == pytest.approx(0.3)
     assert best.loc[2, "std"] == pytest.approx(0.1414, abs=1e-3) and best.loc[2, "seeds"] == 2
     assert best.loc[8, "mean"] == pytest.approx(0.8)
+
+
+def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
+    from rebased_bench.suite import load_suite
+    path = tmp_path / "two.toml"
+    path.write_text('kind = "mqar"\n[fixed]\nepochs = 2\n'
+                    '[[grid]]\nseq_len = [64]\ntrain_examples = [800]\n'
+                    '[[grid]]\nseq_len = "128..256"\ntrain_examples = [200]\n')
+    suite = load_suite(str(path))
+    assert [(c["seq_len"], c["train_examples"], c["epochs"]) for c in suite.cases()] == [
+        (64, 800, 2), (128, 200, 2), (256, 200, 2)]
+    flagged = suite.override({"seq_len": [64]}, {"train_examples": 50, "epochs": None})
+    assert flagged.cases() == [{"epochs": 2, "seq_len": 64, "train_examples": 50}]
