@@ -98,8 +98,8 @@ def test_ray_and_local_executors_give_the_same_rows(ray, tmp_path):
 def test_a_case_that_raises_or_kills_its_worker_is_an_error_row(ray, toy_kind, tmp_path):
     from rebased_bench.ray_executor import ray_executor
     report = _toy_sweep(tmp_path, [1, 2, 3, 4, 5], ray_executor)
-    assert (report.ok, report.errors) == (3, 2)
     rows = read_rows(tmp_path / TOY.name).set_index("x")
+    assert (report.ok, report.errors) == (3, 2), rows["error"].to_dict()
     assert rows.loc[3, "error"] == "ValueError: three is not allowed"
     assert rows.loc[4, "status"] == "error" and "Worker" in rows.loc[4, "error"]
     assert rows.loc[4, "case_id"] == case_id({"x": 4}) and rows.loc[4, "torch_version"] == torch.__version__
