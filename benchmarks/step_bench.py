@@ -24,7 +24,7 @@ from rebased_bench.models.rwkv import RWKVTimeMixer, wkv_chunked
 from rebased_bench.training import autocast, query_loss
 
 MIXERS = ["conv_attention", "based", "rebased", "mamba", "rwkv"]
-CHUNK_VARIANTS = {"mamba": [32, 128], "rwkv": [4, 16, 32]}  # beside each mixer's default chunk size
+CHUNK_VARIANTS = {"mamba": [], "rwkv": [8, 32]}  # beside each mixer's default (mamba: no effect, memory-bound)
 
 
 def log(*args):
@@ -106,7 +106,7 @@ def bench_scans(args, device):
         rows.append({"op": "selective_scan", "chunk_size": chunk or "auto", "median_ms": median, "min_ms": best})
         log(f"  selective_scan chunk {chunk or 'auto':>4}: {median:8.2f} ms fwd+bwd")
     w, uu, k, v = rand(d), rand(d), rand(b, n, d), rand(b, n, d)
-    for chunk in [8, *CHUNK_VARIANTS["rwkv"]]:
+    for chunk in [16, *CHUNK_VARIANTS["rwkv"]]:
         def wkv(chunk=chunk):
             y = wkv_chunked(-torch.exp(w), uu, k, v, chunk)
             torch.autograd.grad(y, (w, uu, k, v), torch.ones_like(y))

@@ -37,25 +37,26 @@ def _scan_chunks_(x, delta, A, reverse=False):
     """In place, x_t += exp(delta_t A) * x_{t-1} (x_{t+1} when reverse): the linear recurrence over chunks.
 
     x: (batch, n_chunks, chunk, d_inner, d_state); delta: (batch, n_chunks, chunk, d_inner); A: (d_inner, d_state).
-    Within a chunk, one step per position runs on all chunks at once; then the state entering each chunk is
-    carried chunk by chunk and added with its decay. Every factor is a decay in [0, 1], so nothing overflows.
+    Two passes over the chunks, one step per position on all chunks at once: the first finds each chunk's end
+    state from a zero start (rolling, nothing stored), then the state entering each chunk is carried chunk by
+    chunk, and the second pass runs the recurrence from it in place. Every factor is a decay in [0, 1], so
+    nothing overflows at any length; the scan is memory-bound, so passes over x are what it costs.
     """
     n_chunks, chunk = x.shape[1], x.shape[2]
     decay = torch.mul(delta[..., None], A).exp_()  # (batch, n_chunks, chunk, d_inner, d_state)
-    steps = range(chunk - 2, -1, -1) if reverse else range(1, chunk)
+    steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
+    end = None
     for i in steps:
-        x[:, :, i].addcmul_(decay[:, :, i], x[:, :, i + 1 if reverse else i - 1])
-    # Decay from the chunk's entry to each position (inclusive); exp of a cumulative sum <= 0 is stable.
-    entry = delta.flip(2).cumsum(2).flip(2) if reverse else delta.cumsum(2)  # (batch, n_chunks, chunk, d_inner)
-    torch.mul(entry[..., None], A, out=decay).exp_()
-    last = 0 if reverse else chunk - 1
-    ends, through = x[:, :, last], decay[:, :, last]  # each chunk's local end state and its decay across the chunk
-    carry = torch.zeros_like(ends)  # (batch, n_chunks, d_inner, d_state): full state entering each chunk
-    chunks = range(n_chunks - 2, -1, -1) if reverse else range(1, n_chunks)
-    for c in chunks:
+        end = x[:, :, i] if end is None else torch.addcmul(x[:, :, i], decay[:, :, i], end)
+    through = torch.mul(delta.sum(2)[..., None], A).exp_()  # (batch, n_chunks, d_inner, d_state): across a chunk
+    carry = torch.zeros_like(end)  # the full state entering each chunk
+    for c in range(n_chunks - 2, -1, -1) if reverse else range(1, n_chunks):
         src = c + 1 if reverse else c - 1
-        torch.addcmul(ends[:, src], through[:, src], carry[:, src], out=carry[:, c])
-    x.addcmul_(decay, carry[:, :, None])
+        torch.addcmul(end[:, src], through[:, src], carry[:, src], out=carry[:, c])
+    prev = carry
+    for i in steps:
+        x[:, :, i].addcmul_(decay[:, :, i], prev)
+        prev = x[:, :, i]
     return x
 
 
