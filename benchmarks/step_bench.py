@@ -83,6 +83,11 @@ def bench_step(mixer, precision, args, device, chunk_size=None):
         torch.cuda.reset_peak_memory_stats()
     median, best = time_ms(step, device, repeats=args.repeats)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
+    if args.profile and mixer in args.profile.split(",") and chunk_size is None and device.type == "cuda":
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60))
     return {"median_ms": median, "min_ms": best, "peak_mem_bytes": peak}
 
 
@@ -126,6 +131,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--profile", default="", help="mixers whose step's top CUDA kernels to print, e.g. mamba,rwkv")
     args = parser.parse_args()
     device = torch.device(args.device)
     env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
