@@ -30,6 +30,7 @@ from .models.registry import resolve
 from .render import pivot_table
 from .runner import SuiteKind, case_id, register_kind
 
+# Columns typed as in the mqar rows (trained_model passes on every config field that is not in IOU_FIELDS).
 MQAR_FIELDS = ("mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "seed", "epochs", "train_examples",
                "test_examples", "batch_size", "micro_batch_size", "precision", "vocab_size", "value_dim_quirk",
                "checkpoint_dir")
@@ -43,6 +44,7 @@ COLUMNS = pa.schema([mqar.COLUMNS.field(name) for name in MQAR_FIELDS] + [
              "accuracy": "MQAR test accuracy of the weights whose maps are compared (the last epoch's)"})
 
 DEFAULTS = dict(reference_mixer="conv_attention", top_k=None, mass=None)
+IOU_FIELDS = (*DEFAULTS, "map_dir")  # the config fields an MQAR case does not have
 IDENTITY_IGNORES = ("checkpoint_dir", "map_dir")  # where models and maps are kept does not change the result
 EVAL_ELEMENTS = 2 ** 22  # batch * seq_len^2 per evaluation batch: 12 heads of fp32 maps stay under ~200 MB
 
@@ -107,7 +109,7 @@ def prepare(config: dict, device: torch.device) -> dict:
     if config["top_k"] is not None and config["mass"] is not None:
         raise BenchError("--top-k and --mass are mutually exclusive: give one set rule")
     if config["mass"] is None:
-        config["top_k"] = int(config["top_k"] or 1)
+        config["top_k"] = 1 if config["top_k"] is None else int(config["top_k"])
         if config["top_k"] < 1:
             raise BenchError(f"--top-k must be >= 1, got {config['top_k']}")
     elif not 0 < config["mass"] <= 1:
@@ -120,7 +122,7 @@ def prepare(config: dict, device: torch.device) -> dict:
 
 def trained_model(config: dict, mixer: str, device: torch.device):
     """The MQAR model of this config and mixer: loaded from <checkpoint_dir>/mqar/, else trained and saved there."""
-    mqar_config = {**{name: config[name] for name in MQAR_FIELDS}, "mixer": mixer}
+    mqar_config = {**{k: v for k, v in config.items() if k not in IOU_FIELDS}, "mixer": mixer}  # as mqar's case
     path = checkpoint_path(config["checkpoint_dir"], "mqar", mqar_config, mqar.IDENTITY_IGNORES)
     if not path.exists():
         model, metrics = mqar.train_case(mqar_config, device)

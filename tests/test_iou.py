@@ -133,6 +133,7 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--top-k", "1", "--mass", "0.9"], "mutually exclusive"),
     (["--mass", "1.5"], "--mass"),
+    (["--top-k", "0"], "--top-k"),
     (["--mixers", "test_iou:NoMapMixer"], "no attention_map"),
 ])
 def test_bad_iou_input_is_exit_code_2(args, message, tmp_path):
