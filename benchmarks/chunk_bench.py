@@ -200,6 +200,7 @@ def main(argv=None):
     if args.memory:
         rows += memory(H, d, dv, [8192, 32768, 131072])
     if args.profile:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         profile(2, 16384, H, d, dv, os.path.dirname(os.path.abspath(args.out)))
     df = pd.DataFrame(rows)
     for key, value in env.items():

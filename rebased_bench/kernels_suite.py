@@ -82,7 +82,7 @@ def _ours(name):
 
 def _dispatch_flops(c):
     from .kernels.rebased_chunk.dispatch import use_chunked
-    return _chunked(c) if use_chunked(c["seq_len"], c["d"], c["mode"] == "fwd_bwd") else _quadratic(c)
+    return _chunked(c) if _path(c) == "chunk" else _quadratic(c)
 
 
 def _fla_parallel_rebased():
@@ -239,7 +239,8 @@ def _path(config):
     if config["provider"] != "dispatch":
         return config["provider"]
     from .kernels.rebased_chunk.dispatch import use_chunked
-    return "chunk" if use_chunked(config["seq_len"], config["d"], config["mode"] == "fwd_bwd") else "parallel"
+    chunked = use_chunked(config["seq_len"], config["d"], config["mode"] == "fwd_bwd", config["batch"] * config["heads"])
+    return "chunk" if chunked else "parallel"
 
 
 def _peak_memory(step, device):
@@ -271,7 +272,8 @@ def profile(step, config, device, steps=3, top=8):
     path.parent.mkdir(parents=True, exist_ok=True)
     prof.export_chrome_trace(str(path))
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = sorted((e for e in prof.key_averages() if getattr(e, key, 0) > 0), key=lambda e: -getattr(e, key))
+    kernels = [e for e in prof.key_averages() if getattr(e, key, 0) > 0 and (not cuda or e.device_type.name == "CUDA")]
+    events = sorted(kernels, key=lambda e: -getattr(e, key))
     table = Table(title=f"top {'GPU kernels' if cuda else 'CPU ops'}: {name} ({steps} steps)")
     for column in ("kernel", "calls", "total ms", "share"):
         table.add_column(column, justify="left" if column == "kernel" else "right")

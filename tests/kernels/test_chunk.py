@@ -228,9 +228,13 @@ def test_dispatch_picks_by_length():
     for training, thr in ((False, dispatch.CHUNK_MIN_SEQ_LEN_FWD), (True, dispatch.CHUNK_MIN_SEQ_LEN_TRAIN)):
         assert dispatch.use_chunked(thr, 16, training) and not dispatch.use_chunked(thr - 1, 16, training)
         assert not dispatch.use_chunked(10 * thr, dispatch.CHUNK_MAX_D + 1, training)
+        # too little work at this batch x heads: the chunked path would sit on its launch floor
+        small = int(dispatch.CHUNK_MIN_WORK // (4 * thr) ** 2)
+        assert dispatch.use_chunked(4 * thr, 16, training, small + 1) and not dispatch.use_chunked(4 * thr, 16, training, max(small - 1, 0))
     q, k, v = inputs(1, 33, 2, 16, 8, torch.float32, seed=10)
     o = dispatch.rebased_attention(q, k, v)
-    assert_close("dispatch", o, naive_parallel_rebased(q, k, v), 2e-4)
+    # on a GPU this short sequence goes to the parallel kernel, whose fp32 dots may run in tf32
+    assert_close("dispatch", o, naive_parallel_rebased(q, k, v), 1e-3 if CUDA else 2e-4)
 
 
 @pytest.mark.skipif(not CUDA, reason="both Triton paths of the dispatch: GPU only")
