@@ -1,10 +1,11 @@
 """The single point where mixers choose between the Triton kernels and the naive references."""
 
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
-from .polynomial.parallel import parallel_based, parallel_rebased
+from .polynomial.parallel import parallel_based
+from .rebased_chunk.dispatch import rebased_attention
 
 NAIVE_OPS = {"rebased": naive_parallel_rebased, "based": naive_parallel_based}
-TRITON_OPS = {"rebased": parallel_rebased, "based": parallel_based}
+TRITON_OPS = {"rebased": rebased_attention, "based": parallel_based}  # rebased: parallel or chunked by length
 
 
 def polynomial_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
