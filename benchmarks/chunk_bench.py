@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from parallel_bench import check_polynomial_op, env_info, log, make_inputs  # noqa: E402
+from parallel_bench import check_polynomial_op, env_info, log, make_inputs, run_case  # noqa: E402
 
 from rebased_bench.kernels.polynomial.parallel import parallel_rebased  # noqa: E402
 from rebased_bench.kernels.rebased_chunk import chunk as chunk_mod  # noqa: E402
@@ -27,23 +27,6 @@ def chunk_fn(q, k, v):
 
 
 OPS = {"chunk": chunk_fn, "parallel": parallel_rebased}
-
-
-def time_mode(fn, B, T, H, d, dv, mode, rep_ms=100):
-    q, k, v, do = make_inputs(B, T, H, d, dv)
-    if mode == "fwd":
-        def step():
-            with torch.no_grad():
-                fn(q, k, v)
-    else:
-        def step():
-            torch.autograd.grad(fn(q, k, v), (q, k, v), do)
-    return time_op(step, rep_ms=rep_ms)
-
-
-def row(op, mode, B, T, H, d, dv, t, flops, **extra):
-    return {"op": op, "mode": mode, "B": B, "T": T, "H": H, "d": d, "dv": dv, "dtype": "bf16", **t,
-            "tflops": flops / t["median_ms"] / 1e9, "status": "ok", **extra}
 
 
 EXPLORE = [  # candidate CONFIGs (programs_per_sm is a launch argument: no recompilation)
@@ -64,15 +47,14 @@ def explore(tokens, H, d, dv):
         for T, mode in EXPLORE_POINTS:
             B = max(1, tokens // T)
             try:
-                t = time_mode(chunk_fn, B, T, H, d, dv, mode, rep_ms=60)
+                r = run_case(f"explore_{i}", chunk_fn, B, T, H, d, dv, mode, chunk_flops(B, T, H, d, dv, mode, cfg["BT"]))
             except Exception as e:  # a config that does not compile or fit is a result too
                 log(f"explore {cfg}: {type(e).__name__}: {str(e)[:300]}")
                 total = float("inf")
                 break
-            total += t["median_ms"]
-            rows.append(row(f"explore_{i}", mode, B, T, H, d, dv, t, chunk_flops(B, T, H, d, dv, mode, cfg["BT"]),
-                            config=str(cfg)))
-            log(f"explore {i} {cfg} T={T} {mode}: {t['median_ms']:.3f} ms")
+            total += r["median_ms"]
+            rows.append({**r, "config": str(cfg)})
+            log(f"explore {i} {cfg} T={T} {mode}: {r['median_ms']:.3f} ms")
         totals.append(total)
     best = EXPLORE[min(range(len(EXPLORE)), key=totals.__getitem__)]
     log("best config:", best, "totals:", [round(x, 3) for x in totals])
@@ -188,7 +170,7 @@ def main(argv=None):
             for op in ("chunk", "parallel"):
                 flops = chunk_flops(B, T, H, d, dv, mode, chunk_mod.CONFIG["BT"]) if op == "chunk" else \
                     parallel_flops(B, T, H, d, dv, mode)
-                rows.append(row(op, mode, B, T, H, d, dv, time_mode(OPS[op], B, T, H, d, dv, mode), flops))
+                rows.append(run_case(op, OPS[op], B, T, H, d, dv, mode, flops))
                 ms.append(rows[-1]["median_ms"])
                 log(f"{op:8s} {mode:7s} T={T:6d} B={B:3d}: {ms[-1]:.3f} ms")
             sweep[mode][T] = tuple(ms)

@@ -152,16 +152,23 @@ def chunk_rebased_fwd_o_kernel(
 
 
 @triton.jit
-def _bwd_tiles(q, k, v, do, den, o_row, m_t, o_k, o_v, m_k, m_v, K: tl.constexpr, V: tl.constexpr, DT: tl.constexpr):
-    """q, k [BT, BK], v, g = do / den [BT, BV] in the dot dtype, den [BT]. g is rounded once and used so
-    everywhere: g . v_s - r then vanishes exactly when o = v_s."""
+def _bwd_tiles(q, k, v, do, den, i_t, i_bh, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+               BK: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr):
+    """Chunk i_t of head i_bh: row offsets and masks, q, k [BT, BK], v, g = do / den [BT, BV] in the dot dtype, den.
+    g is rounded once and used so everywhere: g . v_s - r then vanishes exactly when o = v_s."""
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_t = o_t < T
+    o_row = ((i_b * T + o_t) * H + i_h).to(tl.int64)
+    o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
     m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
     b_q = tl.load(q + o_row[:, None] * K + o_k[None, :], mask=m_tk, other=0).to(DT)
     b_k = tl.load(k + o_row[:, None] * K + o_k[None, :], mask=m_tk, other=0).to(DT)
     b_v = tl.load(v + o_row[:, None] * V + o_v[None, :], mask=m_tv, other=0).to(DT)
     b_den = tl.load(den + o_row, mask=m_t, other=1.0)
     b_g = (tl.load(do + o_row[:, None] * V + o_v[None, :], mask=m_tv, other=0).to(tl.float32) / b_den[:, None]).to(DT)
-    return b_q, b_k, b_v, b_g, b_den
+    return o_t, m_t, o_row, o_k, m_k, o_v, m_v, b_q, b_k, b_v, b_g, b_den
 
 
 @triton.jit
@@ -174,16 +181,11 @@ def chunk_rebased_bwd_dq_kernel(
     # forward state. o is recomputed here in fp32 for r (stored for the dk, dv kernel): from the 16-bit o, the
     # rounding of do.(v_s - o) is amplified by 1/s at tokens with tiny scores (seen: 8% error in a bf16 dq).
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
     NS = tl.cdiv(NT, CPS)
     i_s = i_t // CPS
     DT = h.dtype.element_ty
-    o_t = i_t * BT + tl.arange(0, BT)
-    m_t = o_t < T
-    o_row = ((i_b * T + o_t) * H + i_h).to(tl.int64)
-    o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
-    m_k, m_v = o_k < K, o_v < V
-    b_q, b_k, b_v, b_g, b_den = _bwd_tiles(q, k, v, do, den, o_row, m_t, o_k, o_v, m_k, m_v, K, V, DT)
+    o_t, m_t, o_row, o_k, m_k, o_v, m_v, b_q, b_k, b_v, b_g, b_den = _bwd_tiles(
+        q, k, v, do, den, i_t, i_bh, T, H, K, V, BT, BK, BV, DT)
     b_num = tl.zeros([BT, BV], dtype=tl.float32)  # o * den
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)  # through S g; the z r part goes through b_zm
     b_zm = tl.zeros([BK, BK], dtype=tl.float32)  # sum_f z_f c_f e_I e_J^T: phi(q).z = q^T b_zm q
@@ -220,16 +222,11 @@ def chunk_rebased_bwd_dkdv_kernel(
     # through the reverse state dh = sum_{later t} phi(q'_t) g_t^T, dhz = sum_{later t} phi(q'_t) r_t:
     # dL/dphi(k_s) = dh v_s - dhz, dv_s = dh^T phi(k_s); plus the chunk's own quadratic form
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
     NS = tl.cdiv(NT, CPS)
     i_s = i_t // CPS
     DT = dh.dtype.element_ty
-    o_t = i_t * BT + tl.arange(0, BT)
-    m_t = o_t < T
-    o_row = ((i_b * T + o_t) * H + i_h).to(tl.int64)
-    o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
-    m_k, m_v = o_k < K, o_v < V
-    b_q, b_k, b_v, b_g, b_den = _bwd_tiles(q, k, v, do, den, o_row, m_t, o_k, o_v, m_k, m_v, K, V, DT)
+    o_t, m_t, o_row, o_k, m_k, o_v, m_v, b_q, b_k, b_v, b_g, b_den = _bwd_tiles(
+        q, k, v, do, den, i_t, i_bh, T, H, K, V, BT, BK, BV, DT)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dv = tl.zeros([BT, BV], dtype=tl.float32)
     for i_f in range(0, DP // BF):
