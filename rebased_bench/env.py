@@ -1,6 +1,7 @@
 """Environment columns every result row carries: code version, library versions, device."""
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 @functools.cache
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the checkout the package runs from; ("unknown", False) outside git."""
+    """(commit, dirty) of the checkout the package runs from; ("unknown", False) outside git.
+
+    A copy without .git (a device machine that got only the working tree) takes REBASED_BENCH_GIT_COMMIT
+    and REBASED_BENCH_GIT_DIRTY=1|0 from whoever sent it.
+    """
+    if os.environ.get("REBASED_BENCH_GIT_COMMIT"):
+        return os.environ["REBASED_BENCH_GIT_COMMIT"], os.environ.get("REBASED_BENCH_GIT_DIRTY") == "1"
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                                 check=True).stdout.strip()
