@@ -168,6 +168,18 @@ def _opt(parse, text, name):
     return None if text is None else parse(text, name)
 
 
+def _mqar_axes(seq_lens, d_models, lrs, seeds) -> dict:
+    """The grid axes every MQAR-trained suite (mqar, ablate, iou) takes from its flags."""
+    return dict(seq_len=_opt(parse_ints, seq_lens, "--seq-lens"), d_model=_opt(parse_ints, d_models, "--d-models"),
+                lr=_opt(parse_floats, lrs, "--lrs"), seed=_opt(parse_ints, seeds, "--seeds"))
+
+
+def _mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision) -> dict:
+    """The fixed training fields every MQAR-trained suite takes from its flags."""
+    return dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples, batch_size=batch_size,
+                num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
+
+
 @app.command(epilog="""[b]Examples[/b]\n
   rebased-bench mqar                                   [dim]# the CPU default suite mqar-quick[/dim]\n
   rebased-bench mqar --mixers attention,rebased --seq-lens 64..256 --d-models 64 --epochs 2\n
@@ -184,11 +196,8 @@ def mqar(suite: SuiteOpt = "mqar-quick", mixers: MixersOpt = None, seq_lens: Seq
          format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
          gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False):
     """MQAR accuracy sweeps: seq_len x d_model x mixer x lr x seed; one Parquet row per case."""
-    grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), seq_len=_opt(parse_ints, seq_lens, "--seq-lens"),
-                d_model=_opt(parse_ints, d_models, "--d-models"), lr=_opt(parse_floats, lrs, "--lrs"),
-                seed=_opt(parse_ints, seeds, "--seeds"))
-    fixed = dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples,
-                 batch_size=batch_size, num_kv_pairs=num_kv_pairs, precision=precision and precision.value,
+    grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), **_mqar_axes(seq_lens, d_models, lrs, seeds))
+    fixed = dict(**_mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision),
                  checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)
     run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar", executor=executor,
                       ray_address=ray_address, gpus_per_case=gpus_per_case)
@@ -270,7 +279,8 @@ def plot(results: Annotated[Path, typer.Argument(help="A results folder (read re
          = Path("results"),
          suite: Annotated[Optional[PlotKind], typer.Option("--suite", help="Only this kind of rows (default: all).")]
          = None,
-         out: Annotated[Optional[Path], typer.Option("--out", help="Figure folder (default: RESULTS/figures).")] = None,
+         out: Annotated[Optional[Path], typer.Option(
+             "--out", help="Figure folder (default: RESULTS/figures, beside a kind folder).")] = None,
          baseline: Annotated[Optional[str], typer.Option(
              "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None):
     """Draw every figure the stored rows support (PNG and PDF); prints the path of each file written."""
@@ -279,6 +289,8 @@ def plot(results: Annotated[Path, typer.Argument(help="A results folder (read re
     if rows.empty or "kind" not in rows:
         raise BenchError(f"{results}: no result rows")
     folder = results if results.is_dir() else results.parent
+    if folder.name in KINDS:  # a figure inside a kind's folder would break pandas.read_parquet on it
+        folder = folder.parent
     paths = plot_results(rows, out or folder / "figures", [suite.value] if suite else None, baseline)
     for path in paths:
         typer.echo(str(path))

@@ -8,9 +8,9 @@ import typer
 from . import ablate as ablate_kind, iou as iou_kind  # noqa: F401  (importing a suite module registers its kind)
 from .cli import (BatchOpt, DModelsOpt, DeviceOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
                   FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MixersOpt, OutOpt, PrecisionOpt, RayAddressOpt,
-                  SaveCheckpointsOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, _opt, app, one_line_errors,
-                  run_suite_command)
-from .ranges import parse_floats, parse_ints, parse_names
+                  SaveCheckpointsOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, _mqar_axes, _mqar_fixed, _opt,
+                  app, one_line_errors, run_suite_command)
+from .ranges import parse_names
 
 VariantsOpt = Annotated[Optional[str], typer.Option(
     "--variants", help=f"Comma list of feature maps (default: all): {', '.join(ablate_kind.VARIANTS)}.")]
@@ -18,16 +18,6 @@ TopKOpt = Annotated[Optional[int], typer.Option(
     "--top-k", help="Key set of a query row: its k largest weights (default 1). Excludes --mass.")]
 MassOpt = Annotated[Optional[float], typer.Option(
     "--mass", help="Key set of a query row: the fewest keys holding this share of it, e.g. 0.9. Excludes --top-k.")]
-
-
-def _mqar_axes(seq_lens, d_models, lrs, seeds) -> dict:
-    return dict(seq_len=_opt(parse_ints, seq_lens, "--seq-lens"), d_model=_opt(parse_ints, d_models, "--d-models"),
-                lr=_opt(parse_floats, lrs, "--lrs"), seed=_opt(parse_ints, seeds, "--seeds"))
-
-
-def _mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision) -> dict:
-    return dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples, batch_size=batch_size,
-                num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
 
 
 @app.command(epilog="""[b]Examples[/b]\n
