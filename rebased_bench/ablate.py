@@ -12,7 +12,7 @@ from rich.console import Group
 from rich.table import Table
 
 from . import mqar
-from .analysis import best_lr
+from .analysis import best_lr, setting_columns
 from .checkpoints import save_if_asked
 from .errors import BenchError
 from .models.mixers import FEATURE_MAPS, LinearAttention
@@ -65,7 +65,7 @@ def summary(rows):
     best = best_lr(rows, keys=("variant", "d_model", "seq_len"))
     if best.empty:
         return None
-    accuracy = pivot_table(best, ["variant", "d_model"], "seq_len", "mean", std="std",
+    accuracy = pivot_table(best, ["variant", "d_model", *setting_columns(best)], "seq_len", "mean", std="std",
                            title="Feature-map ablation: MQAR accuracy (best lr, mean over seeds)")
     return Group(accuracy, _affine_table(rows))
 

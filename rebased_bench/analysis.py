@@ -16,6 +16,11 @@ def mixed_settings(rows: pd.DataFrame, keys) -> list[str]:
     return [c for c in present if counts[c] > 1]
 
 
+def setting_columns(best: pd.DataFrame) -> list[str]:
+    """The setting columns `best_lr` had to add to its keys: label table rows with them too."""
+    return [c for c in SETTINGS if c in best]
+
+
 def best_lr(rows: pd.DataFrame, keys=("mixer", "d_model", "seq_len"), metric="accuracy") -> pd.DataFrame:
     """Per `keys`, the lr with the best mean-over-seeds `metric`: keys, lr, mean, std (0 for one seed), seeds.
 

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import torch
 
-from .analysis import best_lr, mixed_settings
+from .analysis import best_lr, setting_columns
 from .checkpoints import save_if_asked
 from .data.mqar import check_config, paper_num_kv_pairs, train_test
 from .errors import BenchError
@@ -81,8 +81,7 @@ def summary(rows):
     best = best_lr(rows)
     if best.empty:
         return None
-    settings = mixed_settings(rows[rows["status"] == "ok"], ["mixer", "d_model", "seq_len"])
-    return pivot_table(best, ["mixer", "d_model", *settings], "seq_len", "mean", std="std",
+    return pivot_table(best, ["mixer", "d_model", *setting_columns(best)], "seq_len", "mean", std="std",
                        title="MQAR accuracy (best lr, mean over seeds)")
 
 

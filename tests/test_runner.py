@@ -113,3 +113,16 @@ def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
         (64, 800, 2), (128, 200, 2), (256, 200, 2)]
     flagged = suite.override({"seq_len": [64]}, {"train_examples": 50, "epochs": None})
     assert flagged.cases() == [{"epochs": 2, "seq_len": 64, "train_examples": 50}]
+
+
+def test_summaries_label_rows_with_the_settings_that_differ():
+    from rebased_bench.ablate import summary as ablate_summary
+    from rebased_bench.mqar import summary as mqar_summary
+    rows = pd.DataFrame({
+        "status": ["ok"] * 4, "mixer": ["m"] * 4, "variant": ["x2"] * 4, "d_model": [64] * 4, "seq_len": [64] * 4,
+        "lr": [1e-3] * 4, "seed": [0, 1, 0, 1], "epochs": [2, 2, 8, 8], "accuracy": [0.2, 0.4, 0.9, 0.7]})
+    table = mqar_summary(rows)
+    assert [c.header for c in table.columns][:3] == ["mixer", "d_model", "epochs"] and table.row_count == 2
+    accuracy = ablate_summary(rows.assign(**{f"{t}_{p}_{s}": 1.0 for t in "qk" for p in ("gamma", "beta")
+                                             for s in ("mean", "std")})).renderables[0]
+    assert accuracy.row_count == 2

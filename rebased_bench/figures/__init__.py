@@ -27,32 +27,29 @@ def _note(text: str):
     print(f"plot: {text}", file=sys.stderr)
 
 
+def _per_suite(frame, out: Path, prefix: str, draw) -> list[Path]:
+    """One figure per suite name in `frame`, saved as `<prefix>_<suite>`."""
+    if frame.empty:
+        return []
+    return [path for suite, subset in frame.groupby("suite")
+            for path in save(draw(subset, suite), out, f"{prefix}_{safe_name(suite)}")]
+
+
 def plot_mqar(rows, out: Path, **_) -> list[Path]:
     """The paper's Figure 1 layout, one figure per suite name in the rows."""
-    points = mqar_figure_data(rows)
-    paths = []
-    for suite, subset in points.groupby("suite") if not points.empty else ():
-        paths += save(draw_mqar(subset, suite), out, f"mqar_{safe_name(suite)}")
-    return paths
+    return _per_suite(mqar_figure_data(rows), out, "mqar", draw_mqar)
 
 
 def plot_ablate(rows, out: Path, **_) -> list[Path]:
     """Grouped bars of accuracy per feature-map variant, one figure per suite."""
-    bars = ablate_figure_data(rows)
-    paths = []
-    for suite, subset in bars.groupby("suite") if not bars.empty else ():
-        paths += save(draw_ablate(subset, suite), out, f"ablate_{safe_name(suite)}")
-    return paths
+    return _per_suite(ablate_figure_data(rows), out, "ablate", draw_ablate)
 
 
 def plot_iou(rows, out: Path, **_) -> list[Path]:
     """Bars of IoU per model, one figure per suite (the heatmaps are drawn by the iou command's own code)."""
     bars = iou_figure_data(rows)
     config = [c for c in IOU_CONFIG if c in bars]
-    paths = []
-    for suite, subset in bars.groupby("suite") if not bars.empty else ():
-        paths += save(draw_iou(subset, suite, config), out, f"iou_{safe_name(suite)}")
-    return paths
+    return _per_suite(bars, out, "iou", lambda subset, suite: draw_iou(subset, suite, config))
 
 
 def plot_kernels(rows, out: Path, baseline: str | None = None) -> list[Path]:
