@@ -3,10 +3,12 @@ conv_attention at d_model 128, seq_len 2048, batch 64, so the Figure 1 sweep is 
 
 A step is what the trainer does per micro-batch: forward at the query positions, cross-entropy, backward,
 AdamW step; bf16 autocast (the trainer's GPU default) and fp32 (the paper's protocol, suite mqar-paper).
-Median of CUDA-event timings after warm-up, peak memory; chunk-size variants of mamba and rwkv; and the two
-scans alone (forward + backward), which is where their time goes.
+Median of CUDA-event timings after warm-up, peak memory. On CUDA the mixers run their scans through the fused
+Triton kernels (rebased_bench.kernels: selective_scan_fn, wkv_fn), elsewhere through the chunked PyTorch paths.
+Then the two scans alone (forward + backward, fp32 inputs): the Triton kernels at their default and a few other
+launch configs, and the chunked PyTorch paths (what the mixers ran on CUDA before the kernels) for comparison.
 
-    python benchmarks/step_bench.py [--out step_bench.json] [--precisions bf16,fp32]
+    python benchmarks/step_bench.py [--out step_bench.json] [--precisions bf16,fp32] [--mixers conv_attention,mamba,rwkv]
     python benchmarks/step_bench.py --device cpu --batch 2 --seq-len 128 --repeats 2   # smoke test
 """
 
@@ -18,13 +20,15 @@ import time
 import torch
 
 from rebased_bench.data.mqar import IGNORE_INDEX
+from rebased_bench.env import git_state
+from rebased_bench.kernels import selective_scan_chunked, selective_scan_triton, wkv_chunked, wkv_triton
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.models.mamba import Mamba, selective_scan
-from rebased_bench.models.rwkv import RWKVTimeMixer, wkv_chunked
 from rebased_bench.training import autocast, query_loss
 
 MIXERS = ["conv_attention", "based", "rebased", "mamba", "rwkv"]
-CHUNK_VARIANTS = {"mamba": [], "rwkv": [8, 32]}  # beside each mixer's default (mamba: no effect, memory-bound)
+# launch configs of the kernels timed beside their defaults (scans alone, CUDA only)
+SCAN_CONFIGS = [{"BD": 8}, {"BD": 32}, {"BD": 32, "num_warps": 2}, {"CHUNK": 16}, {"CHUNK": 64}]
+WKV_CONFIGS = [{"BC": 16}, {"BC": 64, "num_warps": 2}, {"BC": 128, "num_warps": 4}]
 
 
 def log(*args):
@@ -62,12 +66,9 @@ def time_ms(fn, device, warmup=3, repeats=10):
     return statistics.median(times), min(times)
 
 
-def bench_step(mixer, precision, args, device, chunk_size=None):
+def bench_step(mixer, precision, args, device):
     torch.manual_seed(0)
     model = LanguageModel(ModelConfig(mixer, args.d_model, args.seq_len)).to(device)
-    for module in model.modules():
-        if chunk_size and isinstance(module, (Mamba, RWKVTimeMixer)):
-            module.chunk_size = chunk_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     inputs, labels = mqar_batch(args.batch, args.seq_len, 8192, device)
 
@@ -83,7 +84,7 @@ def bench_step(mixer, precision, args, device, chunk_size=None):
         torch.cuda.reset_peak_memory_stats()
     median, best = time_ms(step, device, repeats=args.repeats)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
-    if args.profile and mixer in args.profile.split(",") and chunk_size is None and device.type == "cuda":
+    if args.profile and mixer in args.profile.split(",") and device.type == "cuda":
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
@@ -92,7 +93,8 @@ def bench_step(mixer, precision, args, device, chunk_size=None):
 
 
 def bench_scans(args, device):
-    """The two fp32 scans alone, forward + backward, at the model's shapes (mamba: d_inner = 2 d_model, d_state 16)."""
+    """The two scans alone, forward + backward, fp32 inputs at the model's shapes (mamba: d_inner = 2 d_model,
+    d_state 16): the Triton kernels (CUDA only) per launch config, then the chunked PyTorch paths."""
     rows = []
     b, n, d = args.batch, args.seq_len, args.d_model
     gen = torch.Generator(device=device).manual_seed(0)
@@ -100,24 +102,32 @@ def bench_scans(args, device):
     def rand(*shape):
         return torch.randn(*shape, device=device, generator=gen).requires_grad_()
 
+    def timed(op, config, fn):
+        median, best = time_ms(fn, device, repeats=args.repeats)
+        rows.append({"op": op, "config": json.dumps(config), "median_ms": median, "min_ms": best})
+        log(f"  {op:>22} {json.dumps(config):>32}: {median:8.2f} ms fwd+bwd")
+
     u, dt, B, C = rand(b, n, 2 * d), rand(b, n, 2 * d), rand(b, n, 16), rand(b, n, 16)
     A = (-torch.arange(1, 17, device=device, dtype=torch.float32).repeat(2 * d, 1)).requires_grad_()
     delta = torch.nn.functional.softplus(dt.detach() - 4).requires_grad_()
-    for chunk in [None, *CHUNK_VARIANTS["mamba"]]:
-        def scan(chunk=chunk):
-            y = selective_scan(u, delta, A, B, C, chunk)
-            torch.autograd.grad(y, (u, delta, A, B, C), torch.ones_like(y))
-        median, best = time_ms(scan, device, repeats=args.repeats)
-        rows.append({"op": "selective_scan", "chunk_size": chunk or "auto", "median_ms": median, "min_ms": best})
-        log(f"  selective_scan chunk {chunk or 'auto':>4}: {median:8.2f} ms fwd+bwd")
     w, uu, k, v = rand(d), rand(d), rand(b, n, d), rand(b, n, d)
-    for chunk in [16, *CHUNK_VARIANTS["rwkv"]]:
-        def wkv(chunk=chunk):
-            y = wkv_chunked(-torch.exp(w), uu, k, v, chunk)
-            torch.autograd.grad(y, (w, uu, k, v), torch.ones_like(y))
-        median, best = time_ms(wkv, device, repeats=args.repeats)
-        rows.append({"op": "wkv_chunked", "chunk_size": chunk, "median_ms": median, "min_ms": best})
-        log(f"  wkv_chunked    chunk {chunk:>4}: {median:8.2f} ms fwd+bwd")
+
+    def scan_step(scan):
+        y = scan(u, delta, A, B, C)
+        torch.autograd.grad(y, (u, delta, A, B, C), torch.ones_like(y))
+
+    def wkv_step(op):
+        y = op(-torch.exp(w), uu, k, v)
+        torch.autograd.grad(y, (w, uu, k, v), torch.ones_like(y))
+
+    if device.type == "cuda":
+        for config in [{}, *SCAN_CONFIGS]:
+            timed("selective_scan_triton", config, lambda c=config: scan_step(
+                lambda *x: selective_scan_triton(*x, config=c)))
+        for config in [{}, *WKV_CONFIGS]:
+            timed("wkv_triton", config, lambda c=config: wkv_step(lambda *x: wkv_triton(*x, config=c)))
+    timed("selective_scan_chunked", {}, lambda: scan_step(selective_scan_chunked))
+    timed("wkv_chunked", {"chunk_size": 16}, lambda: wkv_step(wkv_chunked))
     return rows
 
 
@@ -134,29 +144,31 @@ def main():
     parser.add_argument("--profile", default="", help="mixers whose step's top CUDA kernels to print, e.g. mamba,rwkv")
     args = parser.parse_args()
     device = torch.device(args.device)
+    import triton
+
+    commit, dirty = git_state()
     env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "d_model": args.d_model, "seq_len": args.seq_len, "batch": args.batch}
+           "torch": torch.__version__, "triton": triton.__version__, "git_commit": commit, "git_dirty": dirty,
+           "d_model": args.d_model, "seq_len": args.seq_len, "batch": args.batch}
     log(json.dumps(env))
     rows = []
     for precision in args.precisions.split(","):
         log(f"training step, {precision}:")
         base = None
         for mixer in args.mixers.split(","):
-            for chunk in [None, *CHUNK_VARIANTS.get(mixer, [])]:
-                try:
-                    row = bench_step(mixer, precision, args, device, chunk)
-                except torch.cuda.OutOfMemoryError as exc:
-                    row = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
-                row = {"mixer": mixer, "precision": precision, "chunk_size": chunk or "default", **row}
-                if mixer == "conv_attention" and chunk is None:
-                    base = row.get("median_ms")
-                if base and "median_ms" in row:
-                    row["vs_conv_attention"] = row["median_ms"] / base
-                rows.append(row)
-                ratio = f"{row['vs_conv_attention']:5.2f}x" if "vs_conv_attention" in row else "   - "
-                timing = f"{row['median_ms']:8.2f} ms" if "median_ms" in row else row["error"]
-                log(f"  {mixer:>14} chunk {str(row['chunk_size']):>7}: {timing}  {ratio}"
-                    f"  peak {row.get('peak_mem_bytes', 0) / 2**30:6.2f} GiB")
+            try:
+                row = bench_step(mixer, precision, args, device)
+            except torch.cuda.OutOfMemoryError as exc:
+                row = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+            row = {"mixer": mixer, "precision": precision, **row}
+            if mixer == "conv_attention":
+                base = row.get("median_ms")
+            if base and "median_ms" in row:
+                row["vs_conv_attention"] = row["median_ms"] / base
+            rows.append(row)
+            ratio = f"{row['vs_conv_attention']:5.2f}x" if "vs_conv_attention" in row else "   - "
+            timing = f"{row['median_ms']:8.2f} ms" if "median_ms" in row else row["error"]
+            log(f"  {mixer:>14}: {timing}  {ratio}  peak {row.get('peak_mem_bytes', 0) / 2**30:6.2f} GiB")
     log("scans alone (fp32):")
     rows += bench_scans(args, device)
     if args.out:

@@ -1,6 +1,6 @@
 """Attention ops: Triton kernels beside their naive PyTorch references (imported as rebased_bench.kernels).
 
-`polynomial_attention` is the one dispatch point the mixers call.
+`polynomial_attention`, `selective_scan_fn` and `wkv_fn` (dispatch.py) are the dispatch points the mixers call.
 """
 
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
@@ -19,3 +19,10 @@ from .rebased_chunk import chunk_rebased, rebased_step
 from .rebased_chunk.dispatch import rebased_attention
 
 __all__ += ["chunk_rebased", "rebased_attention", "rebased_step"]
+
+from .dispatch import selective_scan_fn, wkv_fn
+from .selective_scan import selective_scan_chunked, selective_scan_reference, selective_scan_triton
+from .wkv import wkv_chunked, wkv_reference, wkv_triton
+
+__all__ += ["selective_scan_chunked", "selective_scan_fn", "selective_scan_reference", "selective_scan_triton",
+            "wkv_chunked", "wkv_fn", "wkv_reference", "wkv_triton"]

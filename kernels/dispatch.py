@@ -1,8 +1,10 @@
-"""The single point where mixers choose between the Triton kernels and the naive references."""
+"""The single point where mixers choose between the Triton kernels and the PyTorch paths."""
 
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based
 from .rebased_chunk.dispatch import rebased_attention
+from .selective_scan import selective_scan_chunked, selective_scan_triton
+from .wkv import wkv_chunked, wkv_triton
 
 NAIVE_OPS = {"rebased": naive_parallel_rebased, "based": naive_parallel_based}
 TRITON_OPS = {"rebased": rebased_attention, "based": parallel_based}  # rebased: parallel or chunked by length
@@ -16,3 +18,26 @@ def polynomial_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
     """
     ops = TRITON_OPS if q.is_cuda else NAIVE_OPS
     return ops[score](q, k, v, scale=scale, eps=eps)
+
+
+def selective_scan_fn(u, delta, A, B, C, chunk_size=None):
+    """Mamba's selective scan (`selective_scan_reference`), y (batch, seq_len, d_inner) fp32.
+
+    u, delta: (batch, seq_len, d_inner); A: (d_inner, d_state); B, C: (batch, seq_len, d_state).
+    CUDA tensors go to the fused Triton kernels, anything else to the chunked PyTorch path (chunk_size: its
+    chunk length, None for ~sqrt(seq_len); the kernels ignore it).
+    """
+    if u.is_cuda:
+        return selective_scan_triton(u, delta, A, B, C)
+    return selective_scan_chunked(u, delta, A, B, C, chunk_size)
+
+
+def wkv_fn(w, u, k, v, chunk_size=16):
+    """RWKV-v4's WKV (`wkv_reference`), (batch, seq_len, d) fp32; w, u: (d,); k, v: (batch, seq_len, d).
+
+    CUDA tensors go to the fused Triton kernels, anything else to the chunked PyTorch path (chunk_size: its
+    chunk length; the kernels ignore it).
+    """
+    if k.is_cuda:
+        return wkv_triton(w, u, k, v)
+    return wkv_chunked(w, u, k, v, chunk_size)

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import rebased_bench.cli  # noqa: F401  (importing the suite kinds registers every mixer they bring)
+from rebased_bench.kernels import selective_scan_chunked, selective_scan_fn, selective_scan_reference
+from rebased_bench.kernels import wkv_chunked, wkv_fn, wkv_reference
 from rebased_bench.models.lm import LanguageModel, MambaBlock, ModelConfig
-from rebased_bench.models.mamba import Mamba, selective_scan, selective_scan_reference
+from rebased_bench.models.mamba import Mamba
 from rebased_bench.models.registry import MIXERS
-from rebased_bench.models.rwkv import RWKVTimeMixer, decay_rate, wkv_chunked, wkv_reference
+from rebased_bench.models.rwkv import RWKVTimeMixer, decay_rate
 
 
 def assert_matches(actual, expected, name, tol=1e-4):
@@ -45,7 +47,7 @@ def test_selective_scan_matches_the_sequential_reference(batch, seq_len, d_inner
                     torch.nn.functional.softplus(torch.randn(batch, seq_len, d_inner) * 2),  # delta up to ~8
                     -torch.exp(torch.randn(d_inner, d_state)),  # A < 0
                     torch.randn(batch, seq_len, d_state), torch.randn(batch, seq_len, d_state))
-    compare(lambda *a: selective_scan(*a, chunk_size=chunk), selective_scan_reference, inputs,
+    compare(lambda *a: selective_scan_chunked(*a, chunk_size=chunk), selective_scan_reference, inputs,
             ["u", "delta", "A", "B", "C"])
 
 
@@ -162,14 +164,17 @@ def test_bf16_autocast_keeps_the_scans_in_fp32(mixer):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_fast_paths_match_the_references_on_the_gpu():
+@pytest.mark.parametrize("path", ["chunked", "dispatch"])
+def test_fast_paths_match_the_references_on_the_gpu(path):
+    """The chunked PyTorch paths, and what the mixers call on CUDA (the Triton kernels), on the GPU."""
     torch.manual_seed(0)
+    scan, wkv = (selective_scan_chunked, wkv_chunked) if path == "chunked" else (selective_scan_fn, wkv_fn)
     b, n, d, s = 2, 300, 8, 16
     inputs = tuple(t.cuda().requires_grad_() for t in (
         torch.randn(b, n, d), torch.nn.functional.softplus(torch.randn(b, n, d)), -torch.exp(torch.randn(d, s)),
         torch.randn(b, n, s), torch.randn(b, n, s)))
-    compare(selective_scan, selective_scan_reference, inputs, ["u", "delta", "A", "B", "C"])
+    compare(scan, selective_scan_reference, inputs, ["u", "delta", "A", "B", "C"])
     inputs = tuple(t.cuda().requires_grad_() for t in (
         torch.randn(d), torch.randn(d), torch.randn(b, n, d) * 3, torch.randn(b, n, d)))
-    compare(lambda td, u, k, v: wkv_chunked(decay_rate(td), u, k, v),
+    compare(lambda td, u, k, v: wkv(decay_rate(td), u, k, v),
             lambda td, u, k, v: wkv_reference(decay_rate(td), u, k, v), inputs, ["time_decay", "u", "k", "v"])
