@@ -26,9 +26,10 @@ from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.training import autocast, query_loss
 
 MIXERS = ["conv_attention", "based", "rebased", "mamba", "rwkv"]
-# launch configs of the kernels timed beside their defaults (scans alone, CUDA only)
-SCAN_CONFIGS = [{"BD": 8}, {"BD": 32}, {"BD": 32, "num_warps": 2}, {"CHUNK": 16}, {"CHUNK": 64}]
-WKV_CONFIGS = [{"BC": 16}, {"BC": 64, "num_warps": 2}, {"BC": 128, "num_warps": 4}]
+# the kernels alone (CUDA only): (overrides of the launch config, with backward, with mamba-ssm's fusions as
+# Mamba runs them: softplus(dt + bias), D skip, z gate); STAGES 1 shows what pipelining the loads gains
+SCAN_CONFIGS = [({}, True, False), ({}, False, False), ({"STAGES": 1}, True, False), ({}, True, True)]
+WKV_CONFIGS = [({}, True), ({}, False), ({"STAGES": 1}, True)]
 
 
 def log(*args):
@@ -93,41 +94,51 @@ def bench_step(mixer, precision, args, device):
 
 
 def bench_scans(args, device):
-    """The two scans alone, forward + backward, fp32 inputs at the model's shapes (mamba: d_inner = 2 d_model,
-    d_state 16): the Triton kernels (CUDA only) per launch config, then the chunked PyTorch paths."""
+    """The two scans alone at the model's shapes (mamba: d_inner = 2 d_model, d_state 16), fp32 inputs: the Triton
+    kernels (CUDA only) per launch config, forward + backward and forward only, then the chunked PyTorch paths."""
     rows = []
     b, n, d = args.batch, args.seq_len, args.d_model
     gen = torch.Generator(device=device).manual_seed(0)
 
     def rand(*shape):
-        return torch.randn(*shape, device=device, generator=gen).requires_grad_()
+        return torch.randn(*shape, device=device, generator=gen)
 
-    def timed(op, config, fn):
-        median, best = time_ms(fn, device, repeats=args.repeats)
-        rows.append({"op": op, "config": json.dumps(config), "median_ms": median, "min_ms": best})
-        log(f"  {op:>22} {json.dumps(config):>32}: {median:8.2f} ms fwd+bwd")
+    def timed(op, config, backward, fn, leaves, **extra):
+        """Time fn() on leaves (requires_grad), with the backward pass of an all-ones output gradient or without."""
+        def run():
+            y = fn(*leaves)
+            if backward:
+                torch.autograd.grad(y, leaves, torch.ones_like(y))
+        with torch.set_grad_enabled(backward):
+            median, best = time_ms(run, device, repeats=args.repeats)
+        mode = "fwd_bwd" if backward else "fwd"
+        rows.append({"op": op, "config": json.dumps(config), **extra, "mode": mode, "median_ms": median,
+                     "min_ms": best})
+        log(f"  {op:>22} {json.dumps({**config, **extra}):>34} {mode:>7}: {median:8.3f} ms")
 
-    u, dt, B, C = rand(b, n, 2 * d), rand(b, n, 2 * d), rand(b, n, 16), rand(b, n, 16)
-    A = (-torch.arange(1, 17, device=device, dtype=torch.float32).repeat(2 * d, 1)).requires_grad_()
-    delta = torch.nn.functional.softplus(dt.detach() - 4).requires_grad_()
-    w, uu, k, v = rand(d), rand(d), rand(b, n, d), rand(b, n, d)
+    dt = rand(b, n, 2 * d)
+    scan_leaves = [rand(b, n, 2 * d), torch.nn.functional.softplus(dt - 4),
+                   -torch.arange(1, 17, device=device, dtype=torch.float32).repeat(2 * d, 1), rand(b, n, 16),
+                   rand(b, n, 16)]
+    fused_leaves = [*scan_leaves[:1], dt - 4, *scan_leaves[2:], rand(2 * d), rand(b, n, 2 * d), rand(2 * d)]
+    scan_leaves, fused_leaves = ([x.clone().requires_grad_() for x in xs] for xs in (scan_leaves, fused_leaves))
+    wkv_leaves = [x.requires_grad_() for x in (rand(d), rand(d), rand(b, n, d), rand(b, n, d))]
 
-    def scan_step(scan):
-        y = scan(u, delta, A, B, C)
-        torch.autograd.grad(y, (u, delta, A, B, C), torch.ones_like(y))
-
-    def wkv_step(op):
-        y = op(-torch.exp(w), uu, k, v)
-        torch.autograd.grad(y, (w, uu, k, v), torch.ones_like(y))
+    def wkv(op):
+        return lambda w, u, k, v: op(-torch.exp(w), u, k, v)
 
     if device.type == "cuda":
-        for config in [{}, *SCAN_CONFIGS]:
-            timed("selective_scan_triton", config, lambda c=config: scan_step(
-                lambda *x: selective_scan_triton(*x, config=c)))
-        for config in [{}, *WKV_CONFIGS]:
-            timed("wkv_triton", config, lambda c=config: wkv_step(lambda *x: wkv_triton(*x, config=c)))
-    timed("selective_scan_chunked", {}, lambda: scan_step(selective_scan_chunked))
-    timed("wkv_chunked", {"chunk_size": 16}, lambda: wkv_step(wkv_chunked))
+        for config, backward, fused in SCAN_CONFIGS:
+            if fused:
+                fn = lambda u, dt, A, B, C, D, z, bias, c=config: selective_scan_triton(  # noqa: E731
+                    u, dt, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True, config=c)
+            else:
+                fn = lambda *x, c=config: selective_scan_triton(*x, config=c)  # noqa: E731
+            timed("selective_scan_triton", config, backward, fn, fused_leaves if fused else scan_leaves, fused=fused)
+        for config, backward in WKV_CONFIGS:
+            timed("wkv_triton", config, backward, wkv(lambda *x, c=config: wkv_triton(*x, config=c)), wkv_leaves)
+    timed("selective_scan_chunked", {}, True, selective_scan_chunked, scan_leaves)
+    timed("wkv_chunked", {"chunk_size": 16}, True, wkv(wkv_chunked), wkv_leaves)
     return rows
 
 
@@ -169,7 +180,7 @@ def main():
             ratio = f"{row['vs_conv_attention']:5.2f}x" if "vs_conv_attention" in row else "   - "
             timing = f"{row['median_ms']:8.2f} ms" if "median_ms" in row else row["error"]
             log(f"  {mixer:>14}: {timing}  {ratio}  peak {row.get('peak_mem_bytes', 0) / 2**30:6.2f} GiB")
-    log("scans alone (fp32):")
+    log("scans alone:")
     rows += bench_scans(args, device)
     if args.out:
         with open(args.out, "w") as f:

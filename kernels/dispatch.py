@@ -20,16 +20,15 @@ def polynomial_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
     return ops[score](q, k, v, scale=scale, eps=eps)
 
 
-def selective_scan_fn(u, delta, A, B, C, chunk_size=None):
-    """Mamba's selective scan (`selective_scan_reference`), y (batch, seq_len, d_inner) fp32.
+def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk_size=None):
+    """Mamba's selective scan with mamba-ssm's optional fusions (`selective_scan_reference`), y fp32.
 
-    u, delta: (batch, seq_len, d_inner); A: (d_inner, d_state); B, C: (batch, seq_len, d_state).
-    CUDA tensors go to the fused Triton kernels, anything else to the chunked PyTorch path (chunk_size: its
-    chunk length, None for ~sqrt(seq_len); the kernels ignore it).
+    u, delta, z: (batch, seq_len, d_inner); A: (d_inner, d_state); B, C: (batch, seq_len, d_state); D, delta_bias:
+    (d_inner,). CUDA tensors go to the fused Triton kernels, anything else to the chunked PyTorch path (chunk_size:
+    its chunk length, None for ~sqrt(seq_len); the kernels ignore it).
     """
-    if u.is_cuda:
-        return selective_scan_triton(u, delta, A, B, C)
-    return selective_scan_chunked(u, delta, A, B, C, chunk_size)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return selective_scan_triton(*args) if u.is_cuda else selective_scan_chunked(*args, chunk_size=chunk_size)
 
 
 def wkv_fn(w, u, k, v, chunk_size=16):

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .naive import scan_delta, skip_and_gate
+
 
 def auto_chunk_size(seq_len):
     """Power of two near sqrt(seq_len): the in-chunk and the across-chunk loops then have similar lengths."""
@@ -87,7 +89,13 @@ class ChunkedSelectiveScan(torch.autograd.Function):
                 dB.flatten(1, 2)[:, :n], dC.flatten(1, 2)[:, :n], None)
 
 
-def selective_scan_chunked(u, delta, A, B, C, chunk_size=None):
-    """Chunked fast path of `selective_scan_reference` (same shapes), in fp32; chunk_size None picks ~sqrt(seq_len)."""
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk_size=None):
+    """Chunked fast path of `selective_scan_reference` (same arguments), in fp32; chunk_size None picks ~sqrt(seq_len).
+
+    The scan proper is one autograd.Function; delta's bias and softplus, the D skip and the z gate are PyTorch ops.
+    """
     chunk = chunk_size or auto_chunk_size(u.shape[1])
-    return ChunkedSelectiveScan.apply(u.float(), delta.float(), A.float(), B.float(), C.float(), chunk)
+    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    delta = scan_delta(delta, None if delta_bias is None else delta_bias.float(), delta_softplus)
+    y = ChunkedSelectiveScan.apply(u, delta, A, B, C, chunk)
+    return skip_and_gate(y, u, None if D is None else D.float(), None if z is None else z.float())

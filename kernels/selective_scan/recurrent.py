@@ -16,11 +16,13 @@ INTERPRET = not isinstance(selective_scan_fwd_kernel, triton.runtime.JITFunction
 # Debug aid for tests: NaN-fill every buffer the wrapper allocates, so an element a kernel forgets to write (or
 # a checkpoint it reads before it was written) shows up as NaN in the result.
 POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
-# BD channels per program, CHUNK steps between stored states. GPU: one warp per program keeps every reduction
-# inside the warp, and 16 channels make 1024 programs at the benchmark's batch 64 x d_inner 256.
+# BD channels per program, CHUNK steps between stored states, STAGES of pipelined loads. GPU: one warp per program
+# keeps every reduction inside the warp, and 16 channels make 1024 programs at the benchmark's batch 64 x d_inner
+# 256. On the H100 there (benchmarks/step_bench.py, fp32 inputs, forward + backward) STAGES 3 took the scan from
+# 5.73 to 3.83 ms (STAGES 2: 5.88); CHUNK 16 or 64 and BD 8 were within 3% of this config.
 # Interpreter: small, so that short test sequences cross several chunks and odd widths several blocks.
-GPU_CONFIG = {"BD": 16, "CHUNK": 32, "num_warps": 1}
-INTERPRET_CONFIG = {"BD": 4, "CHUNK": 8, "num_warps": 1}
+GPU_CONFIG = {"BD": 16, "CHUNK": 32, "num_warps": 1, "STAGES": 3}
+INTERPRET_CONFIG = {"BD": 4, "CHUNK": 8, "num_warps": 1, "STAGES": 1}
 CONFIG = dict(INTERPRET_CONFIG if INTERPRET else GPU_CONFIG)
 
 
@@ -29,89 +31,95 @@ def _empty(*shape, dtype=torch.float32, device=None):
     return x.fill_(float("nan")) if POISON else x
 
 
-def _strided(x):
-    # the kernels index the last dim with stride 1; the batch and time strides are passed through
-    return x if x.stride(-1) == 1 else x.contiguous()
-
-
 def _launch(cfg):
     """Launch options for the kernel call (the interpreter takes none)."""
     return {} if INTERPRET else {"num_warps": cfg["num_warps"]}
 
 
-def _check(u, delta, A, B, C):
+def _check(u, delta, A, B, C, D, z, delta_bias):
     batch, seq_len, d_inner = u.shape
     d_state = A.shape[1]
     if delta.shape != u.shape or A.shape != (d_inner, d_state) or B.shape != (batch, seq_len, d_state) \
-            or C.shape != B.shape:
-        raise ValueError(f"expected u, delta (B, T, D), A (D, N), B, C (B, T, N); got {u.shape}, {delta.shape}, "
-                         f"{A.shape}, {B.shape}, {C.shape}")
+            or C.shape != B.shape or (z is not None and z.shape != u.shape) \
+            or any(x is not None and x.shape != (d_inner,) for x in (D, delta_bias)):
+        raise ValueError(f"expected u, delta, z (B, T, D), A (D, N), B, C (B, T, N), D, delta_bias (D,); got "
+                         f"{[None if x is None else tuple(x.shape) for x in (u, delta, A, B, C, D, z, delta_bias)]}")
     if not u.is_cuda and not INTERPRET:
         raise RuntimeError("CPU tensors need TRITON_INTERPRET=1 set before rebased_bench.kernels is imported")
 
 
-def selective_scan_fwd(u, delta, A, B, C, cfg):
-    """y (batch, T, D) fp32 and the chunk entry states hc (batch, NC, D, N) fp32."""
-    batch, T, D = u.shape
+def _flags(D, z, bias, softplus, N, cfg):
+    """The kernels' compile-time arguments and launch options (both kernels take the same)."""
+    return dict(BD=cfg["BD"], BN=triton.next_power_of_2(N), CHUNK=cfg["CHUNK"], STAGES=cfg["STAGES"], HAS_BIAS=bias is not None,
+                SOFTPLUS=softplus, HAS_D=D is not None, HAS_Z=z is not None, **_launch(cfg))
+
+
+def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
+    """y (batch, T, DI) and the chunk entry states hc (batch, NC, DI, N), both fp32. D, z, bias may be None."""
+    batch, T, DI = u.shape
     N = A.shape[1]
     NC = triton.cdiv(T, cfg["CHUNK"])
-    y = _empty(batch, T, D, device=u.device)
-    hc = _empty(batch, NC, D, N, device=u.device)
-    selective_scan_fwd_kernel[(triton.cdiv(D, cfg["BD"]), batch)](
-        u, delta, A, B, C, y, hc, *u.stride()[:2], *delta.stride()[:2], *B.stride()[:2], *C.stride()[:2],
-        T, NC, D, N, BD=cfg["BD"], BN=triton.next_power_of_2(N), CHUNK=cfg["CHUNK"], **_launch(cfg),
+    y = _empty(batch, T, DI, device=u.device)
+    hc = _empty(batch, NC, DI, N, device=u.device)
+    selective_scan_fwd_kernel[(triton.cdiv(DI, cfg["BD"]), batch)](
+        u, dt, A, B, C, *(u if x is None else x for x in (D, z, bias)), y, hc, T, NC, DI, N,
+        **_flags(D, z, bias, softplus, N, cfg),
     )
     return y, hc
 
 
-def selective_scan_bwd(u, delta, A, B, C, hc, dy, cfg):
-    """Gradients (du, ddelta, dA, dB, dC) in the dtypes of the inputs, from the forward's chunk states hc."""
-    batch, T, D = u.shape
+def selective_scan_bwd(u, dt, A, B, C, D, z, bias, softplus, hc, dy, cfg):
+    """fp32 gradients (du, ddt, dA, dB, dC, dD, dz, dbias) from the forward's chunk states hc; None where the
+    input was None."""
+    batch, T, DI = u.shape
     N = A.shape[1]
-    BD, BN, CHUNK = cfg["BD"], triton.next_power_of_2(N), cfg["CHUNK"]
-    ND = triton.cdiv(D, BD)
+    BD, CHUNK = cfg["BD"], cfg["CHUNK"]
+    ND = triton.cdiv(DI, BD)
     dev = u.device
-    dy = _strided(dy)
-    hs = _empty(batch, ND, CHUNK + 1, BD, BN, device=dev)
-    du, ddelta = _empty(batch, T, D, device=dev), _empty(batch, T, D, device=dev)
-    dA = _empty(batch, D, N, device=dev)
+    dy = dy.contiguous()
+    hs = _empty(batch, ND, CHUNK + 1, BD, triton.next_power_of_2(N), device=dev)
+    du, ddt, dz = (_empty(batch, T, DI, device=dev) for _ in range(3))
+    dA = _empty(batch, DI, N, device=dev)
     dB, dC = _empty(ND, batch, T, N, device=dev), _empty(ND, batch, T, N, device=dev)
+    dD, dbias = _empty(batch, DI, device=dev), _empty(batch, DI, device=dev)
     selective_scan_bwd_kernel[(ND, batch)](
-        u, delta, A, B, C, dy, hc, hs, du, ddelta, dA, dB, dC,
-        *u.stride()[:2], *delta.stride()[:2], *B.stride()[:2], *C.stride()[:2], *dy.stride()[:2],
-        T, hc.shape[1], D, N, BD=BD, BN=BN, CHUNK=CHUNK, **_launch(cfg),
+        u, dt, A, B, C, *(u if x is None else x for x in (D, z, bias)), dy, hc, hs,
+        du, ddt, dA, dB, dC, dD, dz, dbias, T, hc.shape[1], DI, N, **_flags(D, z, bias, softplus, N, cfg),
     )
-    return (du.to(u.dtype), ddelta.to(delta.dtype), dA.sum(0).to(A.dtype),
-            dB.sum(0).to(B.dtype), dC.sum(0).to(C.dtype))
+    return (du, ddt, dA.sum(0), dB.sum(0), dC.sum(0), None if D is None else dD.sum(0), None if z is None else dz,
+            None if bias is None else dbias.sum(0))
 
 
 class SelectiveScanFunction(torch.autograd.Function):
-    """Autograd for the fused kernels; saves the inputs and the chunk entry states (batch, T / CHUNK, D, N)."""
+    """Autograd for the fused kernels; saves the inputs and the chunk entry states (batch, T / CHUNK, DI, N)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, cfg):
-        y, hc = selective_scan_fwd(u, delta, A, B, C, cfg)
-        ctx.save_for_backward(u, delta, A, B, C, hc)
-        ctx.cfg = cfg
+    def forward(ctx, u, dt, A, B, C, D, z, bias, softplus, cfg):
+        y, hc = selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg)
+        ctx.save_for_backward(u, dt, A, B, C, D, z, bias, hc)
+        ctx.softplus, ctx.cfg = softplus, cfg
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        u, delta, A, B, C, hc = ctx.saved_tensors
-        return (*selective_scan_bwd(u, delta, A, B, C, hc, dy, ctx.cfg), None)
+        u, dt, A, B, C, D, z, bias, hc = ctx.saved_tensors
+        grads = selective_scan_bwd(u, dt, A, B, C, D, z, bias, ctx.softplus, hc, dy, ctx.cfg)
+        return (*grads, None, None)
 
 
-def selective_scan_triton(u, delta, A, B, C, config=None):
-    """The selective scan of `selective_scan_reference`, fused: fp32 state in registers, O(seq_len) memory.
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, config=None):
+    """`selective_scan_reference` fused (mamba-ssm's selective_scan_fn): fp32 state in registers, O(seq_len) memory.
 
     Args:
-        u, delta: (batch, seq_len, d_inner), any float dtype (may differ from each other).
-        A: (d_inner, d_state). B, C: (batch, seq_len, d_state).
-        config: overrides of CONFIG (BD channels per program, CHUNK steps between stored states, num_warps).
+        u, delta: (batch, seq_len, d_inner). A: (d_inner, d_state). B, C: (batch, seq_len, d_state).
+        D, delta_bias: None or (d_inner,). z: None or like u. delta_softplus: delta <- softplus(delta + delta_bias).
+        Any float dtypes: they are upcast to contiguous fp32 first (only loads of >= 4 bytes per thread are
+        pipelined, see recurrent_kernels.py); the gradients come back in the dtypes given.
+        config: overrides of CONFIG (BD channels per program, CHUNK steps between stored states, STAGES, num_warps).
     Returns:
-        y: (batch, seq_len, d_inner) fp32; differentiable in u, delta, A, B, C (gradients in their dtypes).
+        y: (batch, seq_len, d_inner) fp32 = (C . h + D u) silu(z); differentiable in every tensor argument.
     """
-    _check(u, delta, A, B, C)
+    _check(u, delta, A, B, C, D, z, delta_bias)
     cfg = {**CONFIG, **(config or {})}
-    u, delta, B, C = (_strided(x) for x in (u, delta, B, C))
-    return SelectiveScanFunction.apply(u, delta, A.contiguous(), B, C, cfg)
+    f32 = [None if x is None else x.float().contiguous() for x in (u, delta, A, B, C, D, z, delta_bias)]
+    return SelectiveScanFunction.apply(*f32, bool(delta_softplus), cfg)

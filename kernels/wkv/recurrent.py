@@ -16,10 +16,12 @@ INTERPRET = not isinstance(wkv_fwd_kernel, triton.runtime.JITFunction)
 # Debug aid for tests: NaN-fill every buffer the wrapper allocates, so an element a kernel forgets to write (or
 # scratch it reads before it was written) shows up as NaN in the result.
 POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
-# BC channels per program: one warp of 32 channels, one channel per thread as in the official kernel.
+# BC channels per program: one warp of 32 channels, one channel per thread as in the official kernel; STAGES of
+# pipelined loads. On the H100 at the benchmark's shape (benchmarks/step_bench.py, fp32 inputs, forward +
+# backward) STAGES 3 took WKV from 3.42 to 2.14 ms (STAGES 2: 3.81); BC 16 or 64 were within 2%.
 # Interpreter: 8, so that odd widths cross several blocks.
-GPU_CONFIG = {"BC": 32, "num_warps": 1}
-INTERPRET_CONFIG = {"BC": 8, "num_warps": 1}
+GPU_CONFIG = {"BC": 32, "num_warps": 1, "STAGES": 3}
+INTERPRET_CONFIG = {"BC": 8, "num_warps": 1, "STAGES": 1}
 CONFIG = dict(INTERPRET_CONFIG if INTERPRET else GPU_CONFIG)
 
 
@@ -43,13 +45,13 @@ def wkv_fwd(w, u, k, v, cfg):
     batch, T, C = k.shape
     y = _empty(batch, T, C, device=k.device)
     wkv_fwd_kernel[(triton.cdiv(C, cfg["BC"]), batch)](
-        w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], T, C, BC=cfg["BC"], **_launch(cfg),
+        w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], T, C, BC=cfg["BC"], STAGES=cfg["STAGES"], **_launch(cfg),
     )
     return y
 
 
 def wkv_bwd(w, u, k, v, y, dy, cfg):
-    """Gradients (dw, du, dk, dv) in the dtypes of the inputs, from the forward's output y."""
+    """fp32 gradients (dw, du, dk, dv) from the forward's output y."""
     batch, T, C = k.shape
     dev = k.device
     dy = _strided(dy)
@@ -58,9 +60,9 @@ def wkv_bwd(w, u, k, v, y, dy, cfg):
     qs, ps = _empty(batch, T, C, device=dev), _empty(batch, T, C, device=dev)
     wkv_bwd_kernel[(triton.cdiv(C, cfg["BC"]), batch)](
         w, u, k, v, y, dy, dw, du, dk, dv, qs, ps, *k.stride()[:2], *v.stride()[:2], *dy.stride()[:2],
-        T, C, BC=cfg["BC"], **_launch(cfg),
+        T, C, BC=cfg["BC"], STAGES=cfg["STAGES"], **_launch(cfg),
     )
-    return dw.sum(0), du.sum(0), dk.to(k.dtype), dv.to(v.dtype)
+    return dw.sum(0), du.sum(0), dk, dv
 
 
 class WKVFunction(torch.autograd.Function):
@@ -84,8 +86,9 @@ def wkv_triton(w, u, k, v, config=None):
 
     Args:
         w: (d,) per-step log-decay, < 0 (finite: clamp time_decay first, as `decay_rate` does). u: (d,) bonus.
-        k, v: (batch, seq_len, d), any float dtype (may differ from each other).
-        config: overrides of CONFIG (BC channels per program, num_warps).
+        k, v: (batch, seq_len, d), any float dtypes: they are upcast to fp32 first (only loads of >= 4 bytes
+            per thread are pipelined); their gradients come back in the dtypes given.
+        config: overrides of CONFIG (BC channels per program, STAGES, num_warps).
     Returns:
         y: (batch, seq_len, d) fp32; differentiable in w, u (fp32 gradients), k, v (gradients in their dtypes).
     """
@@ -94,4 +97,5 @@ def wkv_triton(w, u, k, v, config=None):
     if not k.is_cuda and not INTERPRET:
         raise RuntimeError("CPU tensors need TRITON_INTERPRET=1 set before rebased_bench.kernels is imported")
     cfg = {**CONFIG, **(config or {})}
-    return WKVFunction.apply(w.float().contiguous(), u.float().contiguous(), _strided(k), _strided(v), cfg)
+    w, u, k, v = (_strided(x.float()) for x in (w, u, k, v))
+    return WKVFunction.apply(w, u, k, v, cfg)

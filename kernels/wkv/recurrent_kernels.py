@@ -11,7 +11,8 @@ Backward, the official kernel's two passes (q_t = dL/da_t = dL/dy_t / denominato
     a_t)) and du; it stores q_t e^{p_t} and p_t in fp32 scratch for
   - the reverse pass, which carries R_t = sum_{s>t} e^{(s-1-t) w} q_s and R'_t (the same weighted by -y_s),
     scaled by their own running maximum: dk_t = e^{k_t} (v_t R_t + R'_t) + direct term, dv_t = e^{k_t} R_t + direct.
-All exponents are <= 0 (the running maxima bound every term), all math is fp32.
+All exponents are <= 0 (the running maxima bound every term), all math is fp32. STAGES > 1 lets Triton's
+pipeliner issue the loads of later steps early, so their latency overlaps the math of the step-by-step chain.
 """
 
 import triton
@@ -21,7 +22,7 @@ EMPTY_LOG = tl.constexpr(-1e38)  # log-scale of an empty sum: exp(EMPTY_LOG - an
 
 
 @triton.jit
-def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr):
+def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr, STAGES: tl.constexpr):
     # w, u: [C] fp32; k, v: [batch, T, C] (any strides but the last); y: [batch, T, C] fp32 contiguous
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     i_b64 = i_b.to(tl.int64)
@@ -33,7 +34,7 @@ def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr
     b_num = tl.zeros([BC], dtype=tl.float32)
     b_den = tl.zeros([BC], dtype=tl.float32)
     b_log = tl.full([BC], EMPTY_LOG, dtype=tl.float32)
-    for t in range(T):
+    for t in tl.range(0, T, num_stages=STAGES):
         b_k = tl.load(p_k + t * s_kt, mask=m_c, other=0.0).to(tl.float32)
         b_v = tl.load(p_v + t * s_vt, mask=m_c, other=0.0).to(tl.float32)
         b_p = tl.maximum(b_log, b_u + b_k)  # the output's scale
@@ -49,7 +50,7 @@ def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr
 @triton.jit
 def wkv_bwd_kernel(
     w, u, k, v, y, dy, dw, du, dk, dv, qs, ps,
-    s_kb, s_kt, s_vb, s_vt, s_yb, s_yt, T, C, BC: tl.constexpr,
+    s_kb, s_kt, s_vb, s_vt, s_yb, s_yt, T, C, BC: tl.constexpr, STAGES: tl.constexpr,
 ):
     # y: the forward's output, [batch, T, C] fp32 contiguous; dy: [batch, T, C] (any strides but the last);
     # dw, du: [batch, C] fp32 (summed over batch by the wrapper); dk, dv, and the scratch qs, ps: [batch, T, C] fp32
@@ -68,7 +69,7 @@ def wkv_bwd_kernel(
     b_gb = tl.zeros([BC], dtype=tl.float32)
     b_dw = tl.zeros([BC], dtype=tl.float32)
     b_du = tl.zeros([BC], dtype=tl.float32)
-    for t in range(T):
+    for t in tl.range(0, T, num_stages=STAGES):
         b_k = tl.load(p_k + t * s_kt, mask=m_c, other=0.0).to(tl.float32)
         b_v = tl.load(p_v + t * s_vt, mask=m_c, other=0.0).to(tl.float32)
         b_y = tl.load(y + o_btc + t * C, mask=m_c, other=0.0)
@@ -94,7 +95,7 @@ def wkv_bwd_kernel(
     b_ra = tl.zeros([BC], dtype=tl.float32)  # R_t and R'_t, scaled by e^{-b_rlog}
     b_rb = tl.zeros([BC], dtype=tl.float32)
     b_rlog = tl.full([BC], EMPTY_LOG, dtype=tl.float32)
-    for i in range(T):
+    for i in tl.range(0, T, num_stages=STAGES):
         t = T - 1 - i
         b_k = tl.load(p_k + t * s_kt, mask=m_c, other=0.0).to(tl.float32)
         b_v = tl.load(p_v + t * s_vt, mask=m_c, other=0.0).to(tl.float32)

@@ -55,11 +55,12 @@ class Mamba(nn.Module):
         dt = F.linear(dt, self.dt_proj.weight)  # (batch, seq_len, d_inner); the bias is added in fp32
         # The scan, its inputs and the gate stay in fp32 under bf16 autocast, as in mamba-ssm's kernel.
         with torch.autocast(hidden.device.type, enabled=False):
-            delta = F.softplus(dt.float() + self.dt_proj.bias.float())
             A = -torch.exp(self.A_log.float())
+            args = [t.float() for t in (x, dt, A, B, C)]
+            # delta = softplus(dt + bias), y = (scan + D x) silu(z): folded into the kernel on CUDA
+            fused = dict(D=self.D.float(), z=z.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
             if self.reference:
-                y = selective_scan_reference(x.float(), delta, A, B.float(), C.float())
-            else:  # the fast paths upcast x, B, C themselves (the kernels on load, without a copy)
-                y = selective_scan_fn(x, delta, A, B, C, chunk_size=self.chunk_size)
-            y = (y + x.float() * self.D.float()) * F.silu(z.float())  # (batch, seq_len, d_inner)
+                y = selective_scan_reference(*args, **fused)
+            else:
+                y = selective_scan_fn(*args, **fused, chunk_size=self.chunk_size)  # (batch, seq_len, d_inner)
         return self.out_proj(y.to(hidden.dtype))

@@ -69,14 +69,29 @@ def check(kernel, reference, inputs, names, tol_name):
         assert_rel_close(f"d{name}", x.grad, ref, REL_TOL[tol_name])
 
 
-def scan_inputs(batch, seq_len, d_inner, d_state, dtype, seed=0):
+def scan_inputs(batch, seq_len, d_inner, d_state, dtype, fused="none", seed=0):
+    """(u, delta, A, B, C) and, with fused="D" or "all", D and with "all" z and delta's bias too."""
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(batch, seq_len, d_inner, generator=g)
-    delta = torch.nn.functional.softplus(torch.randn(batch, seq_len, d_inner, generator=g) * 2)  # up to ~8
+    delta = torch.randn(batch, seq_len, d_inner, generator=g) * 2
+    if fused == "none":
+        delta = torch.nn.functional.softplus(delta)  # up to ~8; with softplus in the kernel, its raw input
     A = -torch.exp(torch.randn(d_inner, d_state, generator=g))
     B, C = torch.randn(2, batch, seq_len, d_state, generator=g)
-    # u, B, C in the tested dtype (bf16: as x_proj leaves them under autocast), delta and A fp32 as in Mamba
-    return u.to(dtype), delta, A, B.to(dtype), C.to(dtype)
+    D, z, bias = torch.randn(d_inner, generator=g), torch.randn(batch, seq_len, d_inner, generator=g), \
+        torch.randn(d_inner, generator=g) * 0.5
+    # u, B, C, z in the tested dtype (bf16: as x_proj leaves them under autocast), the rest fp32
+    inputs = (u.to(dtype), delta, A, B.to(dtype), C.to(dtype))
+    return inputs + {"none": (), "D": (D,), "all": (D, z.to(dtype), bias)}[fused]
+
+
+def fused_scan(scan, fused):
+    """scan as a function of positional tensors only (check() differentiates them): D, z, delta_bias after C."""
+    if fused == "none":
+        return scan
+    if fused == "D":  # softplus without a bias, D without a gate
+        return lambda u, dt, A, B, C, D: scan(u, dt, A, B, C, D=D, delta_softplus=True)
+    return lambda u, dt, A, B, C, D, z, bias: scan(u, dt, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
 
 
 def wkv_inputs(batch, seq_len, d, dtype, key_std=3.0, seed=0):
@@ -89,17 +104,24 @@ def wkv_inputs(batch, seq_len, d, dtype, key_std=3.0, seed=0):
 
 
 # odd lengths on purpose (1, 17, 63 and 130 cross the chunks unevenly), odd widths (several channel blocks) and
-# odd d_state (a masked state tile); the interpreter is slow, so long sequences run at batch 1
-SCAN_CASES = [(2, 1, 5, 16, "fp32"), (2, 17, 11, 3, "fp32"), (1, 63, 5, 16, "fp32"), (1, 130, 7, 16, "fp32"),
-              (2, 17, 5, 16, "bf16")] + ([(2, 300, 37, 16, "fp32"), (2, 300, 256, 16, "bf16")] if CUDA else [])
+# odd d_state (a masked state tile); mamba-ssm's fusions off, partly on (D, softplus) and all on (as Mamba runs
+# it); the interpreter is slow, so long sequences run at batch 1
+SCAN_CASES = [(2, 1, 5, 16, "fp32", "none"), (2, 17, 11, 3, "fp32", "none"), (1, 63, 5, 16, "fp32", "none"),
+              (1, 130, 7, 16, "fp32", "none"), (2, 17, 5, 16, "bf16", "none"), (2, 17, 11, 16, "fp32", "all"),
+              (1, 63, 5, 3, "bf16", "all"), (2, 17, 5, 4, "fp32", "D")]
+if CUDA:
+    SCAN_CASES += [(2, 300, 37, 16, "fp32", "none"), (2, 300, 256, 16, "bf16", "all")]
 WKV_CASES = [(2, 1, 5, "fp32"), (2, 17, 19, "fp32"), (1, 63, 5, "fp32"), (1, 130, 7, "fp32"), (2, 17, 5, "bf16")] \
     + ([(2, 300, 70, "fp32"), (2, 300, 128, "bf16")] if CUDA else [])
 
 
-@pytest.mark.parametrize("B,T,D,N,dtype", SCAN_CASES, ids=[f"B{b}-T{t}-D{d}-N{n}-{dt}" for b, t, d, n, dt in SCAN_CASES])
-def test_selective_scan_matches_reference(B, T, D, N, dtype):
-    check(scan_mod.selective_scan_triton, selective_scan_reference, scan_inputs(B, T, D, N, DTYPES[dtype]),
-          ["u", "delta", "A", "B", "C"], dtype)
+@pytest.mark.parametrize("B,T,D,N,dtype,fused", SCAN_CASES,
+                         ids=[f"B{b}-T{t}-D{d}-N{n}-{dt}-fused_{f}" for b, t, d, n, dt, f in SCAN_CASES])
+def test_selective_scan_matches_reference(B, T, D, N, dtype, fused):
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    inputs = scan_inputs(B, T, D, N, DTYPES[dtype], fused)
+    check(fused_scan(scan_mod.selective_scan_triton, fused), fused_scan(selective_scan_reference, fused), inputs,
+          names[:len(inputs)], dtype)
 
 
 @pytest.mark.parametrize("B,T,D,dtype", WKV_CASES, ids=[f"B{b}-T{t}-D{d}-{dt}" for b, t, d, dt in WKV_CASES])
@@ -132,8 +154,7 @@ def test_poison_detects_unwritten_output(op):
         cfg = scan_mod.CONFIG
         y, hc = scan_mod._empty(2, 9, 5, device=DEVICE), scan_mod._empty(2, 2, 5, 4, device=DEVICE)
         scan_mod.selective_scan_fwd_kernel[(triton.cdiv(5, cfg["BD"]), 1)](
-            u, delta, A, B, C, y, hc, *u.stride()[:2], *delta.stride()[:2], *B.stride()[:2], *C.stride()[:2],
-            9, 2, 5, 4, BD=cfg["BD"], BN=4, CHUNK=cfg["CHUNK"], **scan_mod._launch(cfg))
+            u, delta, A, B, C, u, u, u, y, hc, 9, 2, 5, 4, **scan_mod._flags(None, None, None, False, 4, cfg))
         reference = selective_scan_reference(u.cpu().double(), delta.cpu().double(), A.cpu().double(),
                                              B.cpu().double(), C.cpu().double())
     else:
@@ -141,7 +162,8 @@ def test_poison_detects_unwritten_output(op):
         cfg = wkv_mod.CONFIG
         y = wkv_mod._empty(2, 9, 5, device=DEVICE)
         wkv_mod.wkv_fwd_kernel[(triton.cdiv(5, cfg["BC"]), 1)](
-            w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], 9, 5, BC=cfg["BC"], **wkv_mod._launch(cfg))
+            w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], 9, 5, BC=cfg["BC"], STAGES=cfg["STAGES"],
+            **wkv_mod._launch(cfg))
         reference = wkv_reference(*(x.cpu().double() for x in (w, u, k, v)))
     assert_rel_close("y[0]", y[:1], reference[:1], REL_TOL["fp32"])
     with pytest.raises(AssertionError, match="non-finite"):
@@ -154,3 +176,19 @@ def test_dispatch_uses_the_kernels_on_cuda():
     torch.testing.assert_close(selective_scan_fn(*x), scan_mod.selective_scan_triton(*x), rtol=0, atol=0)
     x = [t.cuda() for t in wkv_inputs(2, 64, 32, torch.bfloat16)]
     torch.testing.assert_close(wkv_fn(*x), wkv_mod.wkv_triton(*x), rtol=0, atol=0)
+
+
+SCAN_LAUNCHES = [{"STAGES": 3}, {"STAGES": 2, "BD": 8, "CHUNK": 16},
+                 {"STAGES": 3, "BD": 32, "CHUNK": 64, "num_warps": 2}]
+WKV_LAUNCHES = [{"STAGES": 3}, {"STAGES": 2, "BC": 16}, {"STAGES": 3, "BC": 64, "num_warps": 2}]
+
+
+@pytest.mark.skipif(not CUDA, reason="launch configs (software pipelining, warps) only exist on the GPU")
+@pytest.mark.parametrize("i", range(3))
+def test_other_launch_configs_match_reference(i):
+    """The configs the benchmark sweeps (pipelined loads, other tiles and warps) compute the same."""
+    scan = fused_scan(lambda *x, **kw: scan_mod.selective_scan_triton(*x, **kw, config=SCAN_LAUNCHES[i]), "all")
+    check(scan, fused_scan(selective_scan_reference, "all"), scan_inputs(2, 300, 37, 16, torch.float32, "all"),
+          ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"], "fp32")
+    check(lambda *x: wkv_mod.wkv_triton(*x, config=WKV_LAUNCHES[i]), wkv_reference,
+          wkv_inputs(2, 300, 70, torch.float32), ["w", "u", "k", "v"], "fp32")
