@@ -225,7 +225,8 @@ def main(argv=None):
     df = pd.DataFrame(rows)
     for key, value in env.items():
         df[key] = value
-    df["tiles_fwd"], df["tiles_dq"], df["tiles_dkdv"] = (str(parallel.TILES[k]) for k in ("fwd", "dq", "dkdv"))
+    for kind in ("fwd", "fwd_prefix", "dq", "dkdv", "z_prefix_min_t"):
+        df[f"tiles_{kind}"] = str(parallel.TILES.get(kind, ""))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     df.to_parquet(args.out)
     table = summary_table(df)

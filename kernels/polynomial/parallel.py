@@ -12,6 +12,7 @@ import triton
 
 from .naive import BASED_COEFFS, REBASED_COEFFS
 from .parallel_kernels import (
+    gram_tile_kernel,
     parallel_poly_bwd_dkdv_kernel,
     parallel_poly_bwd_dq_kernel,
     parallel_poly_bwd_prep_kernel,
@@ -50,10 +51,15 @@ class Tiles:
 
 # Chosen on the H100 at d=16, dv=64 bf16 (benchmarks/parallel_bench.py --explore); "bv_max" caps the value block:
 # wider values are split over programs (dq/dk partial sums add up).
-GPU_TILES = {"fwd": Tiles(128, 32, 4, 4), "dq": Tiles(128, 64, 4, 3), "dkdv": Tiles(32, 64, 4, 4, 128), "bv_max": 128}
+# From seq_len "z_prefix_min_t" on, ReBased's forward takes the denominator over the keys before the diagonal tile
+# from prefix sums of k k^T (Z_PREFIX in the kernel; two small launches first, so only for long sequences), with
+# the "fwd_prefix" tiles: uncapped, ptxas gives that kernel 182 registers (2 CTAs per SM), capped 168 (3, no spills).
+GPU_TILES = {"fwd": Tiles(128, 32, 4, 4), "fwd_prefix": Tiles(128, 32, 4, 4, 168), "dq": Tiles(128, 64, 4, 3),
+             "dkdv": Tiles(32, 64, 4, 4, 128), "bv_max": 128, "z_prefix_min_t": 8192}
 # Interpreter: small tiles so short test sequences still cross several tiles, and bv_max = 32 so dv = 64
-# already exercises the split-value path.
-INTERPRET_TILES = {"fwd": Tiles(32, 16), "dq": Tiles(32, 16), "dkdv": Tiles(16, 32), "bv_max": 32}
+# already exercises the split-value path; z_prefix_min_t = 64 tests both denominators (T = 130 vs T <= 63).
+INTERPRET_TILES = {"fwd": Tiles(32, 16), "fwd_prefix": Tiles(32, 16), "dq": Tiles(32, 16), "dkdv": Tiles(16, 32),
+                   "bv_max": 32, "z_prefix_min_t": 64}
 TILES = INTERPRET_TILES if INTERPRET else GPU_TILES
 
 
@@ -93,14 +99,24 @@ def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     V = v.shape[-1]
     if square:
         eps = eps / a2  # sum a2 x^2 v / (sum a2 x^2 + eps) = sum x^2 v / (sum x^2 + eps / a2)
-    t = TILES["fwd"]
     o = _empty((B, T, H, V), v.dtype, q.device)
     z = _empty((B, H, T), torch.float32, q.device)
+    g = None
+    if square and Z_MODE == 2 and BK <= 32 and T >= TILES["z_prefix_min_t"]:
+        # g[bh, j] = sum of k k^T over key tiles 0..j (fp32 [BK, BK] each): q^T g[bh, i - 1] q is the denominator
+        # over the keys before query tile i, so the kernel's loop skips p @ 1 there
+        t = TILES["fwd_prefix"]
+        NT = triton.cdiv(T, t.BT)
+        g = _empty((B * H, NT, BK, BK), torch.float32, q.device)
+        gram_tile_kernel[(B * H, NT)](k, g, *k.stride()[:3], T, H, K=K, BT=t.BT, BK=BK, INTERPRET=INTERPRET)
+        g = torch.cumsum(g, 1)
+    else:
+        t = TILES["fwd"]
     grid = (B * H, triton.cdiv(V, BV), triton.cdiv(T, t.BT))
     parallel_poly_fwd_kernel[grid](
         q, k, v, o, z, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
         a0, a1, a2, eps, T, H, K=K, V=V, BT=t.BT, BS=t.BS, BK=BK, BV=BV, SQUARE=square, Z_MODE=Z_MODE,
-        INTERPRET=INTERPRET, **t.launch(),
+        INTERPRET=INTERPRET, Z_PREFIX=g is not None, g=g, **t.launch(),
     )
     return o, z
 

@@ -96,10 +96,13 @@ def parallel_poly_fwd_kernel(
     s_qb, s_qt, s_qh, s_kb, s_kt, s_kh, s_vb, s_vt, s_vh, s_ob, s_ot, s_oh,
     a0, a1, a2, eps, T, H,
     K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    SQUARE: tl.constexpr, Z_MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    SQUARE: tl.constexpr, Z_MODE: tl.constexpr, INTERPRET: tl.constexpr, Z_PREFIX: tl.constexpr = False, g=None,
 ):
     """One program: BT queries x BV value columns of one (batch, head); loops over key tiles of BS up to the diagonal.
-    o: like v (batch, T, heads, V); z: (batch, heads, T) fp32 denominators (sum p + eps) for the backward."""
+    o: like v (batch, T, heads, V); z: (batch, heads, T) fp32 denominators (sum p + eps) for the backward.
+    Z_PREFIX (ReBased only): the keys before the diagonal tile add q^T G q to the denominator, G = g[bh, i_t - 1] the
+    prefix sum of k_s k_s^T over the key tiles before this one (gram_tile_kernel + cumsum), instead of p @ 1 in the
+    loop. It drops 1/6 of the loop's tensor-core work; those sums are then exact instead of over p as rounded."""
     i_bh, i_v, i_t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     # the grid's last axis launches in order: start with the longest causal rows so the short ones fill the tail
     i_t = tl.num_programs(2) - 1 - i_t
@@ -139,16 +142,40 @@ def parallel_poly_fwd_kernel(
         b_k = tl.load(k + (i_s + o_s)[None, :] * s_kt + o_k[:, None], mask=m_k[:, None], other=0)  # [BK, BS]
         b_v = tl.load(v + (i_s + o_s)[:, None] * s_vt + o_v[None, :], mask=m_v[None, :], other=0)  # [BS, BV]
         b_p = _poly(_mm(b_q, b_k, INTERPRET), a0, a1, a2, SQUARE)  # [BT, BS]
-        b_z = _zsum(b_z, b_p, b_v, b_one, Z_MODE, INTERPRET)
+        if not Z_PREFIX:
+            b_z = _zsum(b_z, b_p, b_v, b_one, Z_MODE, INTERPRET)
         b_o += _mm(b_p, b_v, INTERPRET)
     if Z_MODE == 2:
         b_z = tl.sum(b_z, 1)  # exact: the other 15 columns are 0
+    if Z_PREFIX:
+        o_kk = tl.arange(0, BK)
+        p_g = g + (i_bh.to(tl.int64) * tl.num_programs(2) + i_t - 1) * BK * BK + o_kk[:, None] * BK + o_kk[None, :]
+        b_g = tl.load(p_g, mask=(o_kk[:, None] * 0 + i_t) > 0, other=0)  # [BK, BK]; none before the first tile
+        b_qf = b_q.to(tl.float32)
+        b_z += tl.sum(tl.dot(b_qf, b_g, input_precision="ieee") * b_qf, 1)
     b_z += eps
     b_o = b_o * (1.0 / b_z)[:, None]
     p_o = o + i_b.to(tl.int64) * s_ob + i_h * s_oh + o_t[:, None] * s_ot + o_v[None, :]
     tl.store(p_o, _cast(b_o, p_o.dtype.element_ty, INTERPRET), mask=m_t[:, None] & m_v[None, :])
     if i_v == 0:
         tl.store(z + i_bh.to(tl.int64) * T + o_t, b_z, mask=m_t)
+
+
+@triton.jit
+def gram_tile_kernel(k, g, s_kb, s_kt, s_kh, T, H, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+                     INTERPRET: tl.constexpr):
+    """g[bh, j] = sum of k_s k_s^T over key tile j (BT keys), fp32 [BK, BK]; the wrapper turns it into prefix sums."""
+    i_bh, i_j = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_s = i_j * BT + tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    p_k = k + i_b.to(tl.int64) * s_kb + i_h * s_kh + o_s[:, None] * s_kt + o_k[None, :]
+    b_k = tl.load(p_k, mask=(o_s < T)[:, None] & (o_k < K)[None, :], other=0)  # [BT, BK]
+    if b_k.dtype == tl.float32:
+        b_g = tl.dot(tl.trans(b_k), b_k, input_precision="ieee")
+    else:
+        b_g = _mm(tl.trans(b_k), b_k, INTERPRET)  # products of 16-bit values are exact in fp32
+    tl.store(g + (i_bh.to(tl.int64) * tl.num_programs(1) + i_j) * BK * BK + o_k[:, None] * BK + o_k[None, :], b_g)
 
 
 @triton.jit

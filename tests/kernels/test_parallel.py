@@ -87,6 +87,15 @@ def test_dtypes(score, dtype_qk, dtype_v):
     check(score, 2, 63, 2, 16, 21, dtype_qk, dtype_v)
 
 
+@pytest.mark.parametrize("dtype_qk,dtype_v", [("fp32", "fp32"), ("fp16", "fp16"), ("fp32", "bf16")],
+                         ids=["qk_fp32-v_fp32", "qk_fp16-v_fp16", "qk_fp32-v_bf16"])
+def test_z_prefix_dtypes(dtype_qk, dtype_v, monkeypatch):
+    """ReBased's denominator from prefix sums of k k^T (Z_PREFIX) before the diagonal tile, at a length that
+    crosses 3 (GPU) or 5 (interpreter) query tiles: the threshold is lowered so the reference stays small."""
+    monkeypatch.setitem(parallel.TILES, "z_prefix_min_t", 64)
+    check("rebased", 1, 300 if DEVICE == "cuda" else 130, 2, 16, 24, dtype_qk, dtype_v)
+
+
 BASED_SHAPES = [(1, 1, 1, 16, 16), (2, 17, 2, 5, 10), (1, 130, 2, 32, 42), (2, 63, 1, 16, 64)]
 
 
