@@ -18,8 +18,8 @@ INTERPRET = not isinstance(selective_scan_fwd_kernel, triton.runtime.JITFunction
 POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
 # BD channels per program, CHUNK steps between stored states, STAGES of pipelined loads. GPU: one warp per program
 # keeps every reduction inside the warp, and 16 channels make 1024 programs at the benchmark's batch 64 x d_inner
-# 256. On the H100 there (benchmarks/step_bench.py, fp32 inputs, forward + backward) STAGES 3 took the scan from
-# 5.73 to 3.83 ms (STAGES 2: 5.88); CHUNK 16 or 64 and BD 8 were within 3% of this config.
+# 256. On the H100 there (fp32 inputs, forward + backward; results/kernels/_step_bench/explore_bench.log) STAGES 3
+# took the scan from 5.73 to 3.83 ms (STAGES 2: 5.88); CHUNK 16 or 64 and BD 8 were within 3% of this config.
 # Interpreter: small, so that short test sequences cross several chunks and odd widths several blocks.
 GPU_CONFIG = {"BD": 16, "CHUNK": 32, "num_warps": 1, "STAGES": 3}
 INTERPRET_CONFIG = {"BD": 4, "CHUNK": 8, "num_warps": 1, "STAGES": 1}

@@ -17,8 +17,9 @@ INTERPRET = not isinstance(wkv_fwd_kernel, triton.runtime.JITFunction)
 # scratch it reads before it was written) shows up as NaN in the result.
 POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
 # BC channels per program: one warp of 32 channels, one channel per thread as in the official kernel; STAGES of
-# pipelined loads. On the H100 at the benchmark's shape (benchmarks/step_bench.py, fp32 inputs, forward +
-# backward) STAGES 3 took WKV from 3.42 to 2.14 ms (STAGES 2: 3.81); BC 16 or 64 were within 2%.
+# pipelined loads. On the H100 at the benchmark's shape (fp32 inputs, forward + backward;
+# results/kernels/_step_bench/explore_bench.log) STAGES 3 took WKV from 3.42 to 2.14 ms (STAGES 2: 3.81); BC 16
+# or 64 were within 2%.
 # Interpreter: 8, so that odd widths cross several blocks.
 GPU_CONFIG = {"BC": 32, "num_warps": 1, "STAGES": 3}
 INTERPRET_CONFIG = {"BC": 8, "num_warps": 1, "STAGES": 1}
