@@ -11,6 +11,8 @@ Every buffer the wrappers allocate is NaN-filled first (POISON), so an element a
 import pytest
 import torch
 
+import kernel_checks
+
 from rebased_bench.kernels.polynomial import parallel
 from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_polynomial
 
@@ -49,14 +51,7 @@ def kernel_and_reference(score, q, k, v, do):
 
 
 def assert_rel_close(name, actual, ref, dtype_name):
-    actual = actual.detach().cpu().double()
-    assert actual.shape == ref.shape, f"{name}: shape {actual.shape} != {ref.shape}"
-    assert torch.isfinite(actual).all(), f"{name}: {(~torch.isfinite(actual)).sum()} non-finite (unwritten?) elements"
-    diff = (actual - ref.detach()).norm().item()
-    rel = diff / max(ref.norm().item(), 1e-30)
-    rms = diff / actual.numel() ** 0.5
-    assert rel <= REL_TOL[dtype_name] or rms <= ABS_TOL[dtype_name], (
-        f"{name}: relative error {rel:.2e} > {REL_TOL[dtype_name]:.0e} ({dtype_name}), rms error {rms:.2e}")
+    kernel_checks.assert_rel_close(f"{name} ({dtype_name})", actual, ref, REL_TOL[dtype_name], ABS_TOL[dtype_name])
 
 
 def check(score, B, T, H, D, DV, dtype_qk, dtype_v, **kw):

@@ -15,6 +15,8 @@ import pytest
 import torch
 import triton
 
+import kernel_checks
+
 from rebased_bench.kernels.selective_scan import recurrent as scan_mod
 from rebased_bench.kernels.selective_scan import recurrent_kernels as scan_kernels
 from rebased_bench.kernels.wkv import recurrent as wkv_mod
@@ -43,13 +45,7 @@ def poison(monkeypatch):
 
 
 def assert_rel_close(name, actual, ref, tol):
-    actual = actual.detach().cpu().double()
-    assert actual.shape == ref.shape, f"{name}: shape {actual.shape} != {ref.shape}"
-    assert torch.isfinite(actual).all(), f"{name}: {(~torch.isfinite(actual)).sum()} non-finite (unwritten?) elements"
-    diff = (actual - ref.detach()).norm().item()
-    rel = diff / max(ref.norm().item(), 1e-30)
-    rms = diff / actual.numel() ** 0.5
-    assert rel <= tol or rms <= ABS_TOL, f"{name}: relative error {rel:.2e} > {tol:.0e}, rms error {rms:.2e}"
+    kernel_checks.assert_rel_close(name, actual, ref, tol, ABS_TOL)
 
 
 def check(kernel, reference, inputs, names, tol_name):
