@@ -37,15 +37,9 @@ def _softplus(x):
 
 
 @triton.jit
-def selective_scan_fwd_kernel(
-    u, dt, A, B, C, D, z, bias, y, hc, T, NC, DI, N,
-    BD: tl.constexpr, BN: tl.constexpr, CHUNK: tl.constexpr, STAGES: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-):
-    # u, dt, z, y: [batch, T, DI]; B, C: [batch, T, N]; A: [DI, N]; D, bias: [DI];
-    # hc: [batch, NC, DI, N], the state entering each chunk
-    i_d, i_b = tl.program_id(0), tl.program_id(1)
-    i_b64 = i_b.to(tl.int64)
+def _channel_block(A, D, bias, i_d, DI, N, BD: tl.constexpr, BN: tl.constexpr, HAS_D: tl.constexpr,
+                   HAS_BIAS: tl.constexpr):
+    """Offsets, masks and the per-channel parameters of channel block i_d: A [BD, BN], D and bias [BD] (0 if absent)."""
     o_d = i_d * BD + tl.arange(0, BD)
     o_n = tl.arange(0, BN)
     m_d, m_n = o_d < DI, o_n < N
@@ -58,6 +52,20 @@ def selective_scan_fwd_kernel(
         b_D = tl.load(D + o_d, mask=m_d, other=0.0)
     if HAS_BIAS:
         b_bias = tl.load(bias + o_d, mask=m_d, other=0.0)
+    return o_d, o_n, m_d, m_n, m_dn, o_dn, b_A, b_D, b_bias
+
+
+@triton.jit
+def selective_scan_fwd_kernel(
+    u, dt, A, B, C, D, z, bias, y, hc, T, NC, DI, N,
+    BD: tl.constexpr, BN: tl.constexpr, CHUNK: tl.constexpr, STAGES: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+):
+    # u, dt, z, y: [batch, T, DI]; B, C: [batch, T, N]; A: [DI, N]; D, bias: [DI];
+    # hc: [batch, NC, DI, N], the state entering each chunk
+    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    i_b64 = i_b.to(tl.int64)
+    o_d, o_n, m_d, m_n, m_dn, o_dn, b_A, b_D, b_bias = _channel_block(A, D, bias, i_d, DI, N, BD, BN, HAS_D, HAS_BIAS)
     o_td = i_b64 * T * DI + o_d  # [BD] offsets of step 0 into the [batch, T, DI] tensors
     o_tn = i_b64 * T * N + o_n
     p_hc = hc + i_b64 * NC * DI * N + o_dn
@@ -91,18 +99,7 @@ def selective_scan_bwd_kernel(
     i_d, i_b = tl.program_id(0), tl.program_id(1)
     ND = tl.num_programs(0)
     i_b64 = i_b.to(tl.int64)
-    o_d = i_d * BD + tl.arange(0, BD)
-    o_n = tl.arange(0, BN)
-    m_d, m_n = o_d < DI, o_n < N
-    m_dn = m_d[:, None] & m_n[None, :]
-    o_dn = o_d[:, None] * N + o_n[None, :]
-    b_A = tl.load(A + o_dn, mask=m_dn, other=0.0)  # [BD, BN]
-    b_D = tl.zeros([BD], dtype=tl.float32)
-    b_bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0.0)
-    if HAS_BIAS:
-        b_bias = tl.load(bias + o_d, mask=m_d, other=0.0)
+    o_d, o_n, m_d, m_n, m_dn, o_dn, b_A, b_D, b_bias = _channel_block(A, D, bias, i_d, DI, N, BD, BN, HAS_D, HAS_BIAS)
     o_td = i_b64 * T * DI + o_d
     o_tn = i_b64 * T * N + o_n
     o_part = (i_d * tl.num_programs(1) + i_b64) * T * N + o_n  # this block's rows of the dB, dC partials

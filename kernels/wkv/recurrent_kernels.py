@@ -22,14 +22,21 @@ EMPTY_LOG = tl.constexpr(-1e38)  # log-scale of an empty sum: exp(EMPTY_LOG - an
 
 
 @triton.jit
-def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr, STAGES: tl.constexpr):
-    # w, u: [C] fp32; k, v: [batch, T, C] (any strides but the last); y: [batch, T, C] fp32 contiguous
+def _channel_block(w, u, C, BC: tl.constexpr):
+    """This program's batch row (int64), channel offsets and mask, and its w, u [BC]."""
     i_c, i_b = tl.program_id(0), tl.program_id(1)
     i_b64 = i_b.to(tl.int64)
     o_c = i_c * BC + tl.arange(0, BC)
     m_c = o_c < C
     b_w = tl.load(w + o_c, mask=m_c, other=0.0)
     b_u = tl.load(u + o_c, mask=m_c, other=0.0)
+    return i_b64, o_c, m_c, b_w, b_u
+
+
+@triton.jit
+def wkv_fwd_kernel(w, u, k, v, y, s_kb, s_kt, s_vb, s_vt, T, C, BC: tl.constexpr, STAGES: tl.constexpr):
+    # w, u: [C] fp32; k, v: [batch, T, C] (any strides but the last); y: [batch, T, C] fp32 contiguous
+    i_b64, o_c, m_c, b_w, b_u = _channel_block(w, u, C, BC)
     p_k, p_v, p_y = k + i_b64 * s_kb + o_c, v + i_b64 * s_vb + o_c, y + i_b64 * T * C + o_c
     b_num = tl.zeros([BC], dtype=tl.float32)
     b_den = tl.zeros([BC], dtype=tl.float32)
@@ -54,12 +61,7 @@ def wkv_bwd_kernel(
 ):
     # y: the forward's output, [batch, T, C] fp32 contiguous; dy: [batch, T, C] (any strides but the last);
     # dw, du: [batch, C] fp32 (summed over batch by the wrapper); dk, dv, and the scratch qs, ps: [batch, T, C] fp32
-    i_c, i_b = tl.program_id(0), tl.program_id(1)
-    i_b64 = i_b.to(tl.int64)
-    o_c = i_c * BC + tl.arange(0, BC)
-    m_c = o_c < C
-    b_w = tl.load(w + o_c, mask=m_c, other=0.0)
-    b_u = tl.load(u + o_c, mask=m_c, other=0.0)
+    i_b64, o_c, m_c, b_w, b_u = _channel_block(w, u, C, BC)
     p_k, p_v, p_dy = k + i_b64 * s_kb + o_c, v + i_b64 * s_vb + o_c, dy + i_b64 * s_yb + o_c
     o_btc = i_b64 * T * C + o_c  # offsets into the contiguous [batch, T, C] buffers
     b_num = tl.zeros([BC], dtype=tl.float32)
