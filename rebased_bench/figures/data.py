@@ -22,22 +22,22 @@ def clipped_band(frame: pd.DataFrame, mean="mean", std="std") -> pd.DataFrame:
     return frame.assign(low=(frame[mean] - frame[std]).clip(0, 1), high=(frame[mean] + frame[std]).clip(0, 1))
 
 
+def _best_lr_points(rows: pd.DataFrame, kind: str, keys: tuple, order: list) -> pd.DataFrame:
+    """Per `keys`, the best-lr mean accuracy over seeds, std and clipped band of the kind's ok rows, sorted by `order`."""
+    best = best_lr(ok_rows(rows, kind).dropna(subset=["accuracy"]), keys=keys)
+    return best if best.empty else clipped_band(best).sort_values(order, ignore_index=True)
+
+
 def mqar_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
     """Figure 1 points: per (suite, mixer, d_model, seq_len) the best-lr mean accuracy over seeds, std, clipped band."""
-    rows = ok_rows(rows, "mqar").dropna(subset=["accuracy"])
-    best = best_lr(rows, keys=("suite", "mixer", "d_model", "seq_len"))
-    if best.empty:
-        return best
-    return clipped_band(best).sort_values(["suite", "mixer", "seq_len", "d_model"], ignore_index=True)
+    return _best_lr_points(rows, "mqar", ("suite", "mixer", "d_model", "seq_len"),
+                           ["suite", "mixer", "seq_len", "d_model"])
 
 
 def ablate_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
     """Grouped bars: per (suite, d_model, seq_len, variant) the best-lr mean accuracy over seeds, std, clipped band."""
-    rows = ok_rows(rows, "ablate").dropna(subset=["accuracy"])
-    best = best_lr(rows, keys=("suite", "d_model", "seq_len", "variant"))
-    if best.empty:
-        return best
-    return clipped_band(best).sort_values(["suite", "d_model", "seq_len", "variant"], ignore_index=True)
+    return _best_lr_points(rows, "ablate", ("suite", "d_model", "seq_len", "variant"),
+                           ["suite", "d_model", "seq_len", "variant"])
 
 
 def iou_metric_columns(rows: pd.DataFrame) -> list[str]:
