@@ -24,7 +24,7 @@ from rich.console import Group
 
 from . import mqar
 from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from .data.mqar import IGNORE_INDEX
+from .data.mqar import IGNORE_INDEX, query_index
 from .errors import BenchError
 from .models.registry import resolve
 from .render import pivot_table
@@ -92,7 +92,7 @@ def query_rows(model, inputs, labels):
     hook = mixer.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     try:
         positions = labels != IGNORE_INDEX  # (batch, seq_len)
-        logits = model(inputs, positions)  # (n, vocab)
+        logits = model(inputs, query_index(labels)).flatten(0, 1)  # (n, vocab) in the row order of positions
     finally:
         hook.remove()
     maps = mixer.attention_map(captured[0])[positions]  # (n, seq_len)

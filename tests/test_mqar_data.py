@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from rebased_bench.data.mqar import IGNORE_INDEX, cached_generate, check_config, generate, paper_num_kv_pairs
+from rebased_bench.data.mqar import (IGNORE_INDEX, cached_generate, check_config, generate, paper_num_kv_pairs,
+                                     query_index)
 from rebased_bench.errors import BenchError
 
 
@@ -56,3 +57,15 @@ def test_paper_rule_and_config_errors():
         check_config(60, 16)
     with pytest.raises(BenchError):
         check_config(64, 0)
+
+
+def test_query_index_names_every_labelled_position_in_order():
+    _, labels = generate(16, 64, 16, vocab_size=512, seed=3)
+    index = query_index(labels)  # (16, 16)
+    assert index.shape == (16, 16)
+    assert (index.diff(dim=1) > 0).all()
+    mask = torch.zeros_like(labels, dtype=torch.bool).scatter_(1, index, True)
+    assert torch.equal(mask, labels != IGNORE_INDEX)
+    labels[0, index[0, 0]] = IGNORE_INDEX
+    with pytest.raises(ValueError, match="different numbers"):
+        query_index(labels)

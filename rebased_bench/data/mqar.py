@@ -83,6 +83,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("REBASED_BENCH_CACHE", Path.home() / ".cache" / "rebased-bench"))
 
 
+def query_index(labels):
+    """Positions of the labelled (query) tokens, ascending in each row. labels: (batch, seq_len) -> (batch, n).
+
+    MQAR queries every key once, so every row has the same n; an index (unlike a boolean mask) selects them
+    without a host sync, which lets the trainer queue steps ahead of the GPU.
+    """
+    is_query = labels != IGNORE_INDEX  # (batch, seq_len)
+    counts = is_query.sum(1)
+    if counts.numel() and counts.min() != counts.max():
+        raise ValueError("query_index: rows have different numbers of labelled positions")
+    return is_query.int().argsort(dim=1, descending=True, stable=True)[:, :int(counts[0]) if len(counts) else 0]
+
+
 def cached_generate(num_examples, seq_len, num_kv_pairs, vocab_size=8192, power_a=0.01, seed=0):
     """`generate`, cached on disk by a hash of its arguments."""
     config = dict(num_examples=num_examples, seq_len=seq_len, num_kv_pairs=num_kv_pairs,

@@ -79,15 +79,15 @@ class LanguageModel(nn.Module):
             hidden, residual = block(hidden, residual)
         return self.norm(hidden + residual)
 
-    def forward(self, input_ids, positions=None):
-        """Logits (batch, seq_len, vocab), or (n, vocab) at the positions where the bool mask `positions` is set.
+    def forward(self, input_ids, query_index=None):
+        """Logits (batch, seq_len, vocab), or (batch, n, vocab) at the positions query_index (batch, n) names.
 
         Only query positions carry MQAR labels, so projecting just those rows onto the vocabulary gives the
         same loss and accuracy as full logits at a fraction of the cost (tests/test_training.py checks it).
         """
         h = self.hidden(input_ids)
-        if positions is not None:
-            h = h[positions]  # (n, d_model)
+        if query_index is not None:
+            h = h.gather(1, query_index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (batch, n, d_model)
         return h @ self.embed.weight.T
 
 
