@@ -51,15 +51,13 @@ def query_loss(model, inputs, labels, index=None):
 
 
 @torch.no_grad()
-def evaluate(model, inputs, labels, batch_size, device, precision="fp32"):
-    """Accuracy pooled over every labelled position of the set. inputs, labels: (n, seq_len)."""
+def evaluate(model, inputs, labels, index, batch_size, precision="fp32"):
+    """Accuracy pooled over every labelled position of the set. inputs, labels: (n, seq_len); index: (n, queries)."""
     model.eval()
-    inputs, labels = inputs.to(device), labels.to(device)
-    index = query_index(labels)  # (n, queries)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
     for start in range(0, len(inputs), batch_size):
         part = slice(start, start + batch_size)
-        with autocast(precision, device):
+        with autocast(precision, inputs.device):
             _, hits = query_loss(model, inputs[part], labels[part], index[part])
         correct += hits
     return int(correct) / max(1, index.numel())
@@ -70,7 +68,8 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
     # The whole set lives on the device and nothing in a step reads a value back to the host, so the CPU
     # queues steps ahead of the GPU (small models are otherwise bound by launch latency and syncs).
     inputs, labels = (t.to(device) for t in train_data)
-    index = query_index(labels)  # (n, queries)
+    test_inputs, test_labels = (t.to(device) for t in test_data)
+    index, test_index = query_index(labels), query_index(test_labels)  # (n, queries)
     seq_len = inputs.shape[1]
     micro = micro_batch_size(config, seq_len)
     model.to(device)
@@ -93,7 +92,7 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
                 tokens += len(rows) * seq_len
             optimizer.step()
         schedule.step()
-        history.append(evaluate(model, *test_data, micro, device, config.precision))
+        history.append(evaluate(model, test_inputs, test_labels, test_index, micro, config.precision))
         if history[-1] > config.early_stop_accuracy:
             break
     train_seconds = time.perf_counter() - start
