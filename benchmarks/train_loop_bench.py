@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from rebased_bench.data.mqar import train_test
+from rebased_bench.data.mqar import paper_num_kv_pairs, train_test
 from rebased_bench.env import git_state
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.training import TrainConfig, train
@@ -28,7 +28,7 @@ def main():
     for case in args.cases.split(","):
         mixer, d_model, seq_len = case.split(":")
         d_model, seq_len = int(d_model), int(seq_len)
-        train_data, test_data = train_test(20 * 64, 64, seq_len, seq_len // 4)
+        train_data, test_data = train_test(20 * 64, 64, seq_len, paper_num_kv_pairs(seq_len))
         torch.manual_seed(0)
         model = LanguageModel(ModelConfig(mixer, d_model, seq_len))
         train(model, train_data, test_data, config, device)  # warm-up: kernels compiled, caches filled
