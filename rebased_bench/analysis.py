@@ -3,8 +3,8 @@
 import pandas as pd
 
 # Columns that change what a run means without being a sweep axis: runs that differ in one are never pooled.
-SETTINGS = ("num_kv_pairs", "epochs", "train_examples", "test_examples", "batch_size", "micro_batch_size",
-            "precision", "vocab_size", "value_dim_quirk")
+SETTINGS = ("num_kv_pairs", "epochs", "schedule_epochs", "train_examples", "test_examples", "batch_size",
+            "micro_batch_size", "precision", "vocab_size", "value_dim_quirk")
 
 
 def mixed_settings(rows: pd.DataFrame, keys) -> list[str]:

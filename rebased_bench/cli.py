@@ -48,6 +48,8 @@ DModelsOpt = Annotated[Optional[str], typer.Option("--d-models", help="Model wid
 LrsOpt = Annotated[Optional[str], typer.Option("--lrs", help="Learning rates, e.g. 3e-4,1e-3.")]
 SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Training seeds, e.g. 0..3:+1.")]
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")]
+ScheduleOpt = Annotated[Optional[int], typer.Option("--schedule-epochs", help=(
+    "Cosine lr period in epochs (default: --epochs, lr 0 at the end; the paper: 64, so shorter runs keep ~full lr)."))]
 TrainOpt = Annotated[Optional[int], typer.Option("--train-examples", help="Training examples (data seed 42).")]
 TestOpt = Annotated[Optional[int], typer.Option("--test-examples", help="Test examples (data seed 52).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Effective batch size.")]
@@ -174,9 +176,10 @@ def _mqar_axes(seq_lens, d_models, lrs, seeds) -> dict:
                 lr=_opt(parse_floats, lrs, "--lrs"), seed=_opt(parse_ints, seeds, "--seeds"))
 
 
-def _mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision) -> dict:
+def _mqar_fixed(epochs, schedule_epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision) -> dict:
     """The fixed training fields every MQAR-trained suite takes from its flags."""
-    return dict(epochs=epochs, train_examples=train_examples, test_examples=test_examples, batch_size=batch_size,
+    return dict(epochs=epochs, schedule_epochs=schedule_epochs, train_examples=train_examples,
+                test_examples=test_examples, batch_size=batch_size,
                 num_kv_pairs=num_kv_pairs, precision=precision and precision.value)
 
 
@@ -190,14 +193,16 @@ def _mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs,
 @one_line_errors
 def mqar(suite: SuiteOpt = "mqar-quick", mixers: MixersOpt = None, seq_lens: SeqLensOpt = None,
          d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
-         train_examples: TrainOpt = None, test_examples: TestOpt = None, batch_size: BatchOpt = None,
-         num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None, device: DeviceOpt = "auto",
+         schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None, test_examples: TestOpt = None,
+         batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None,
+         device: DeviceOpt = "auto",
          out: OutOpt = Path("results"), dry_run: DryRunOpt = False, force: ForceOpt = False,
          format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
          gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False):
     """MQAR accuracy sweeps: seq_len x d_model x mixer x lr x seed; one Parquet row per case."""
     grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), **_mqar_axes(seq_lens, d_models, lrs, seeds))
-    fixed = dict(**_mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision),
+    fixed = dict(**_mqar_fixed(epochs, schedule_epochs, train_examples, test_examples, batch_size, num_kv_pairs,
+                               precision),
                  checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)
     run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="mqar", executor=executor,
                       ray_address=ray_address, gpus_per_case=gpus_per_case)

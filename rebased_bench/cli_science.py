@@ -8,8 +8,8 @@ import typer
 from . import ablate as ablate_kind, iou as iou_kind  # noqa: F401  (importing a suite module registers its kind)
 from .cli import (BatchOpt, DModelsOpt, DeviceOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
                   FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MixersOpt, OutOpt, PrecisionOpt, RayAddressOpt,
-                  SaveCheckpointsOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, _mqar_axes, _mqar_fixed, _opt,
-                  app, one_line_errors, run_suite_command)
+                  SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, _mqar_axes,
+                  _mqar_fixed, _opt, app, one_line_errors, run_suite_command)
 from .ranges import parse_names
 
 VariantsOpt = Annotated[Optional[str], typer.Option(
@@ -28,15 +28,17 @@ MassOpt = Annotated[Optional[float], typer.Option(
 @one_line_errors
 def ablate(suite: SuiteOpt = "ablate-quick", variants: VariantsOpt = None, seq_lens: SeqLensOpt = None,
            d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
-           train_examples: TrainOpt = None, test_examples: TestOpt = None, batch_size: BatchOpt = None,
-           num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None, device: DeviceOpt = "auto",
+           schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None, test_examples: TestOpt = None,
+           batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None,
+           device: DeviceOpt = "auto",
            out: OutOpt = Path("results"), dry_run: DryRunOpt = False, force: ForceOpt = False,
            format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
            ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
            save_checkpoints: SaveCheckpointsOpt = False):
     """Feature-map ablations on MQAR: variant x seq_len x d_model x lr x seed, with the learned γ/β per row."""
     grid = dict(variant=_opt(parse_names, variants, "--variants"), **_mqar_axes(seq_lens, d_models, lrs, seeds))
-    fixed = dict(**_mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision),
+    fixed = dict(**_mqar_fixed(epochs, schedule_epochs, train_examples, test_examples, batch_size, num_kv_pairs,
+                               precision),
                  checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)
     run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="ablate",
                       executor=executor, ray_address=ray_address, gpus_per_case=gpus_per_case)
@@ -50,8 +52,9 @@ def ablate(suite: SuiteOpt = "ablate-quick", variants: VariantsOpt = None, seq_l
 @one_line_errors
 def iou(suite: SuiteOpt = "iou-quick", mixers: MixersOpt = None, seq_lens: SeqLensOpt = None,
         d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
-        train_examples: TrainOpt = None, test_examples: TestOpt = None, batch_size: BatchOpt = None,
-        num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None, device: DeviceOpt = "auto",
+        schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None, test_examples: TestOpt = None,
+        batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None,
+        device: DeviceOpt = "auto",
         out: OutOpt = Path("results"), dry_run: DryRunOpt = False, force: ForceOpt = False,
         format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
         ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
@@ -62,7 +65,8 @@ def iou(suite: SuiteOpt = "iou-quick", mixers: MixersOpt = None, seq_lens: SeqLe
     and kept there. Heatmaps of one test example go to OUT/figures/ (PNG and PDF), its maps to OUT/maps/iou/.
     """
     grid = dict(mixer=_opt(parse_names, mixers, "--mixers"), **_mqar_axes(seq_lens, d_models, lrs, seeds))
-    fixed = dict(**_mqar_fixed(epochs, train_examples, test_examples, batch_size, num_kv_pairs, precision),
+    fixed = dict(**_mqar_fixed(epochs, schedule_epochs, train_examples, test_examples, batch_size, num_kv_pairs,
+                               precision),
                  top_k=top_k, mass=mass, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
     rows = run_suite_command(suite, grid, fixed, device, out, dry_run, force, format, kind_name="iou",
                              executor=executor, ray_address=ray_address, gpus_per_case=gpus_per_case)

@@ -31,9 +31,9 @@ from .render import pivot_table
 from .runner import SuiteKind, case_id, register_kind
 
 # Columns typed as in the mqar rows (trained_model passes on every config field that is not in IOU_FIELDS).
-MQAR_FIELDS = ("mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "seed", "epochs", "train_examples",
-               "test_examples", "batch_size", "micro_batch_size", "precision", "vocab_size", "value_dim_quirk",
-               "checkpoint_dir")
+MQAR_FIELDS = ("mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "seed", "epochs", "schedule_epochs",
+               "train_examples", "test_examples", "batch_size", "micro_batch_size", "precision", "vocab_size",
+               "value_dim_quirk", "checkpoint_dir")
 COLUMNS = pa.schema([mqar.COLUMNS.field(name) for name in MQAR_FIELDS] + [
     ("reference_mixer", pa.string()), ("top_k", pa.int64()), ("mass", pa.float64()), ("map_dir", pa.string()),
     ("iou_vs_reference", pa.float64()), ("iou_vs_oracle", pa.float64()), ("reference_iou_vs_oracle", pa.float64()),

@@ -15,7 +15,8 @@ from .training import TrainConfig, train
 
 COLUMNS = pa.schema([
     ("mixer", pa.string()), ("d_model", pa.int64()), ("seq_len", pa.int64()), ("num_kv_pairs", pa.int64()),
-    ("lr", pa.float64()), ("seed", pa.int64()), ("epochs", pa.int64()), ("train_examples", pa.int64()),
+    ("lr", pa.float64()), ("seed", pa.int64()), ("epochs", pa.int64()), ("schedule_epochs", pa.int64()),
+    ("train_examples", pa.int64()),
     ("test_examples", pa.int64()), ("batch_size", pa.int64()), ("micro_batch_size", pa.int64()),
     ("precision", pa.string()), ("vocab_size", pa.int64()), ("value_dim_quirk", pa.bool_()),
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
@@ -26,6 +27,8 @@ COLUMNS = pa.schema([
 DEFAULTS = dict(num_kv_pairs="paper", vocab_size=8192, precision="auto", micro_batch_size=0, value_dim_quirk=True,
                 checkpoint_dir=None)
 IDENTITY_IGNORES = ("checkpoint_dir",)  # where a model is kept does not change the result
+# schedule_epochs is not among DEFAULTS: a config names it only when set, so rows from before it existed keep
+# their case ids (null in the column means the run's own epochs).
 
 
 def prepare(config: dict, device: torch.device) -> dict:
@@ -37,8 +40,8 @@ def prepare(config: dict, device: torch.device) -> dict:
         config["precision"] = "bf16" if device.type == "cuda" else "fp32"
     if config["precision"] not in ("fp32", "bf16"):
         raise BenchError(f"--precision: {config['precision']!r} is not fp32 or bf16")
-    for name in ("d_model", "epochs", "train_examples", "test_examples", "batch_size"):
-        if int(config[name]) < 1:
+    for name in ("d_model", "epochs", "train_examples", "test_examples", "batch_size", "schedule_epochs"):
+        if name in config and int(config[name]) < 1:
             raise BenchError(f"{name} must be >= 1, got {config[name]}")
     check_config(config["seq_len"], config["num_kv_pairs"], config["vocab_size"])
     resolve(config["mixer"])
@@ -53,7 +56,8 @@ def model_config(config: dict) -> ModelConfig:
 def train_config(config: dict) -> TrainConfig:
     return TrainConfig(lr=config["lr"], epochs=config["epochs"], batch_size=config["batch_size"],
                        seed=config["seed"], precision=config["precision"],
-                       micro_batch_size=config["micro_batch_size"])
+                       micro_batch_size=config["micro_batch_size"],
+                       schedule_epochs=config.get("schedule_epochs", 0))
 
 
 def mqar_data(config: dict):

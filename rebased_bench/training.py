@@ -20,6 +20,9 @@ class TrainConfig:
     weight_decay: float = 0.1
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     micro_batch_size: int = 0  # 0: the paper's rule, batch * 256 / seq_len from seq_len 512 on
+    # Cosine period in epochs. 0: this run's epochs, so the lr reaches 0 at its end. The paper's is 64 (its
+    # max_epochs, with early stop), so a run cut short of 64 keeps nearly the full lr throughout.
+    schedule_epochs: int = 0
     early_stop_accuracy: float = 0.99
 
 
@@ -30,6 +33,11 @@ def micro_batch_size(config: TrainConfig, seq_len: int) -> int:
     if seq_len < 512:
         return config.batch_size
     return max(1, config.batch_size * 256 // seq_len)
+
+
+def lr_schedule(optimizer, config: TrainConfig):
+    """Cosine from the full lr, stepped once per epoch, over schedule_epochs (0: this run's epochs)."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.schedule_epochs or config.epochs)
 
 
 def autocast(precision: str, device: torch.device):
@@ -75,7 +83,7 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    schedule = lr_schedule(optimizer, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     history, tokens, start = [], 0, time.perf_counter()
     for _ in range(config.epochs):

@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -60,6 +62,14 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     assert not (tmp_path / "mqar").exists()
 
 
+def test_schedule_epochs_is_named_only_when_given(tmp_path):
+    """Rows from before --schedule-epochs existed keep their case ids: an unset period is not in the config."""
+    plain = invoke("mqar", *TINY, "--dry-run", "--format", "json", "--out", tmp_path)
+    paper = invoke("mqar", *TINY, "--schedule-epochs", "64", "--dry-run", "--format", "json", "--out", tmp_path)
+    assert "schedule_epochs" not in plain.stdout and '"schedule_epochs": 64' in paper.stdout
+    assert json.loads(plain.stdout)[0]["case_id"] != json.loads(paper.stdout)[0]["case_id"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--seq-lens", "256..64"], "empty range"),
     (["--seq-lens", "6x4"], "not an integer"),
@@ -67,6 +77,7 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     (["--suite", "no-such-suite"], "unknown suite"),
     (["--seq-lens", "32", "--num-kv-pairs", "16"], "4 * num_kv_pairs"),
     (["--device", "tpu"], "--device"),
+    (["--schedule-epochs", "0"], "schedule_epochs must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     result = invoke("mqar", *args, "--out", tmp_path, "--dry-run")

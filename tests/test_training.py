@@ -1,9 +1,12 @@
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
 from rebased_bench.data.mqar import IGNORE_INDEX, generate
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.training import TrainConfig, micro_batch_size, query_loss, train
+from rebased_bench.training import TrainConfig, lr_schedule, micro_batch_size, query_loss, train
 
 
 def test_query_only_logits_give_the_full_loss_and_accuracy():
@@ -22,6 +25,15 @@ def test_query_only_logits_give_the_full_loss_and_accuracy():
 def test_micro_batches_follow_the_paper():
     config = TrainConfig(lr=1e-3, epochs=1, batch_size=512)
     assert [micro_batch_size(config, n) for n in (256, 512, 1024, 2048)] == [512, 256, 128, 64]
+
+
+@pytest.mark.parametrize("schedule_epochs, factor", [(0, 0.5), (64, 0.5 * (1 + math.cos(math.pi / 64)))])
+def test_cosine_period_is_the_run_or_the_papers_64_epochs(schedule_epochs, factor):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.randn(3))], lr=3e-3)
+    schedule = lr_schedule(optimizer, TrainConfig(lr=3e-3, epochs=2, batch_size=8, schedule_epochs=schedule_epochs))
+    optimizer.step()
+    schedule.step()  # after the first of 2 epochs
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * factor)
 
 
 def test_training_is_seeded_and_reports_best_epoch():
