@@ -64,8 +64,9 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
 
 def test_schedule_epochs_is_named_only_when_given(tmp_path):
     """Rows from before --schedule-epochs existed keep their case ids: an unset period is not in the config."""
-    plain = invoke("mqar", *TINY, "--dry-run", "--format", "json", "--out", tmp_path)
-    paper = invoke("mqar", *TINY, "--schedule-epochs", "64", "--dry-run", "--format", "json", "--out", tmp_path)
+    suite = ["--suite", "mqar-fig1-lite", "--mixers", "rebased"]  # a suite that leaves the period unset
+    plain = invoke("mqar", *suite, *TINY, "--dry-run", "--format", "json", "--out", tmp_path)
+    paper = invoke("mqar", *suite, *TINY, "--schedule-epochs", "64", "--dry-run", "--format", "json", "--out", tmp_path)
     assert "schedule_epochs" not in plain.stdout and '"schedule_epochs": 64' in paper.stdout
     assert json.loads(plain.stdout)[0]["case_id"] != json.loads(paper.stdout)[0]["case_id"]
 
