@@ -200,12 +200,5 @@ def parallel_rebased(q, k, v, scale=None, eps=1e-12):
 
 
 def parallel_based(q, k, v, scale=None, eps=1e-12):
-    """Based: score 1 + s + s^2 / 2, s = scale * q.k. Shapes as in parallel_rebased.
-
-    Args:
-        q, k: (batch, seq_len, heads, d), d <= 128. v: (batch, seq_len, heads, dv).
-        scale: None means d ** -0.5. eps: added to the fp32 denominator.
-    Returns:
-        o: (batch, seq_len, heads, dv) in v's dtype.
-    """
+    """Based: score 1 + s + s^2 / 2, s = scale * q.k; arguments, shapes and result as in parallel_rebased."""
     return ParallelPolynomialFunction.apply(q, k, v, BASED_COEFFS, scale, eps)
