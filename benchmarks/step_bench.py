@@ -76,7 +76,7 @@ def bench_step(mixer, precision, args, device):
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, device):
-            loss, _ = query_loss(model, inputs, labels)
+            loss = query_loss(model, inputs, labels)
         loss.backward()
         optimizer.step()
 

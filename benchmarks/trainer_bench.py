@@ -39,7 +39,7 @@ def paper_attention_path():
 def full_logits_loss(model, inputs, labels):
     """The paper's loss: logits over the vocabulary at every position, -100 ignored."""
     logits = model(inputs)  # (batch, seq_len, vocab)
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX), None
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def step_ms(model, inputs, labels, micro, precision, loss_fn):
@@ -51,7 +51,7 @@ def step_ms(model, inputs, labels, micro, precision, loss_fn):
         optimizer.zero_grad(set_to_none=True)
         for start in range(0, len(inputs), micro):
             with autocast(precision, device):
-                loss, _ = loss_fn(model, inputs[start:start + micro], labels[start:start + micro])
+                loss = loss_fn(model, inputs[start:start + micro], labels[start:start + micro])
             (loss * micro / len(inputs)).backward()
         optimizer.step()
 

@@ -47,15 +47,19 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def query_loss(model, inputs, labels, index=None):
-    """Cross-entropy and correct count over the labelled (query) positions only.
+def query_logits(model, inputs, labels, index=None):
+    """Logits (batch, n, vocab) and targets (batch, n) at the labelled (query) positions only.
 
     inputs, labels: (batch, seq_len); index: their query_index (batch, n), computed from labels when None.
     """
     index = query_index(labels) if index is None else index
-    logits = model(inputs, index)  # (batch, n, vocab)
-    targets = labels.gather(1, index)  # (batch, n)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()), (logits.argmax(-1) == targets).sum()
+    return model(inputs, index), labels.gather(1, index)
+
+
+def query_loss(model, inputs, labels, index=None):
+    """Cross-entropy over the labelled (query) positions only (arguments as query_logits)."""
+    logits, targets = query_logits(model, inputs, labels, index)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
 @torch.no_grad()
@@ -66,8 +70,8 @@ def evaluate(model, inputs, labels, index, batch_size, precision="fp32"):
     for start in range(0, len(inputs), batch_size):
         part = slice(start, start + batch_size)
         with autocast(precision, inputs.device):
-            _, hits = query_loss(model, inputs[part], labels[part], index[part])
-        correct += hits
+            logits, targets = query_logits(model, inputs[part], labels[part], index[part])
+        correct += (logits.argmax(-1) == targets).sum()
     return int(correct) / max(1, index.numel())
 
 
@@ -95,7 +99,7 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
             for micro_start in range(0, len(batch), micro):
                 rows = batch[micro_start:micro_start + micro]
                 with autocast(config.precision, device):
-                    loss, _ = query_loss(model, inputs[rows], labels[rows], index[rows])
+                    loss = query_loss(model, inputs[rows], labels[rows], index[rows])
                 (loss * len(rows) / len(batch)).backward()
                 tokens += len(rows) * seq_len
             optimizer.step()

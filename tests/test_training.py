@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from rebased_bench.data.mqar import IGNORE_INDEX, generate
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.training import TrainConfig, lr_schedule, micro_batch_size, query_loss, train
+from rebased_bench.training import TrainConfig, lr_schedule, micro_batch_size, query_logits, query_loss, train
 
 
 def test_query_only_logits_give_the_full_loss_and_accuracy():
@@ -17,9 +17,9 @@ def test_query_only_logits_give_the_full_loss_and_accuracy():
     full_loss = F.cross_entropy(full.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
     mask = labels != IGNORE_INDEX
     full_hits = (full.argmax(-1)[mask] == labels[mask]).sum()
-    loss, hits = query_loss(model, inputs, labels)
-    torch.testing.assert_close(loss, full_loss)
-    assert hits == full_hits
+    logits, targets = query_logits(model, inputs, labels)  # (batch, 16, vocab), (batch, 16)
+    torch.testing.assert_close(query_loss(model, inputs, labels), full_loss)
+    assert (logits.argmax(-1) == targets).sum() == full_hits
 
 
 def test_micro_batches_follow_the_paper():
