@@ -16,8 +16,8 @@ from .training import TrainConfig, train
 COLUMNS = pa.schema([
     ("mixer", pa.string()), ("d_model", pa.int64()), ("seq_len", pa.int64()), ("num_kv_pairs", pa.int64()),
     ("lr", pa.float64()), ("seed", pa.int64()), ("epochs", pa.int64()), ("schedule_epochs", pa.int64()),
-    ("train_examples", pa.int64()),
-    ("test_examples", pa.int64()), ("batch_size", pa.int64()), ("micro_batch_size", pa.int64()),
+    ("train_examples", pa.int64()), ("test_examples", pa.int64()), ("batch_size", pa.int64()),
+    ("micro_batch_size", pa.int64()),
     ("precision", pa.string()), ("vocab_size", pa.int64()), ("value_dim_quirk", pa.bool_()),
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
     ("epochs_run", pa.int64()), ("train_seconds", pa.float64()), ("tokens_per_second", pa.float64()),
