@@ -47,3 +47,20 @@ def test_training_is_seeded_and_reports_best_epoch():
     assert results[0]["accuracy"] == results[1]["accuracy"]
     assert 1 <= results[0]["best_epoch"] <= results[0]["epochs_run"] == 2
     assert results[0]["accuracy"] >= results[0]["final_accuracy"]
+
+
+def test_micro_batches_make_the_full_batch_step():
+    """One optimizer step over 16 examples: the same whether they go through in one batch or four micro-batches.
+
+    Dropout is off so both see the same function; a step per micro-batch would move the weights 4 times.
+    """
+    data = generate(16, 32, 4, vocab_size=256, seed=0), generate(8, 32, 4, vocab_size=256, seed=1)
+    weights = []
+    for micro in (16, 4):
+        torch.manual_seed(0)
+        model = LanguageModel(ModelConfig("rebased", 32, 32, vocab_size=256, embed_dropout=0.0))
+        initial = torch.cat([p.detach().flatten() for p in model.parameters()])
+        train(model, *data, TrainConfig(lr=1e-2, epochs=1, batch_size=16, micro_batch_size=micro), torch.device("cpu"))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.allclose(weights[0], initial)
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-4)  # lr 1e-2: a step moves ~1e-2
