@@ -24,7 +24,7 @@ from rich.console import Group
 
 from . import mqar
 from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from .data.mqar import IGNORE_INDEX, query_index
+from .data.mqar import query_index
 from .errors import BenchError
 from .models.registry import resolve
 from .render import pivot_table
@@ -67,14 +67,14 @@ def iou(a, b):
     return torch.where(union > 0, (a & b).sum(-1) / union.clamp(min=1), torch.ones_like(union, dtype=torch.float))
 
 
-def oracle_sets(inputs, positions):
+def oracle_sets(inputs, index):
     """The queried key's position in the context and its value's, per query row.
 
-    inputs: (batch, seq_len) tokens; positions: (batch, seq_len) bool query positions -> (n, seq_len) bool.
+    inputs: (batch, seq_len) tokens; index: (batch, n) query positions (query_index) -> (batch * n, seq_len) bool.
     """
-    batch_index, _ = positions.nonzero(as_tuple=True)
-    rows = inputs[batch_index]  # (n, seq_len)
-    key_position = (rows == inputs[positions].unsqueeze(-1)).int().argmax(-1)  # first occurrence: the context key
+    rows = inputs.repeat_interleave(index.shape[1], dim=0)  # (batch * n, seq_len)
+    queried = inputs.gather(1, index).flatten()  # (batch * n,)
+    key_position = (rows == queried.unsqueeze(-1)).int().argmax(-1)  # first occurrence: the context key
     oracle = torch.zeros(rows.shape, dtype=torch.bool, device=inputs.device)
     oracle[torch.arange(len(rows)), key_position] = True
     oracle[torch.arange(len(rows)), key_position + 1] = True
@@ -82,23 +82,23 @@ def oracle_sets(inputs, positions):
 
 
 @torch.no_grad()
-def query_rows(model, inputs, labels):
+def query_rows(model, inputs, labels, index):
     """Mixer-layer map rows at the MQAR query positions and whether the model answers them right.
 
-    inputs, labels: (batch, seq_len) -> maps (n, seq_len), support (n, seq_len) bool, correct (n,) bool.
+    inputs, labels: (batch, seq_len); index: their query_index (batch, n) -> maps (batch * n, seq_len),
+    support (batch * n, seq_len) bool, correct (batch * n,) bool, rows in the order of index.
     """
     mixer = model.blocks[-1].mixer
     captured = []
     hook = mixer.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     try:
-        positions = labels != IGNORE_INDEX  # (batch, seq_len)
-        logits = model(inputs, query_index(labels)).flatten(0, 1)  # (n, vocab) in the row order of positions
+        logits = model(inputs, index)  # (batch, n, vocab)
     finally:
         hook.remove()
-    maps = mixer.attention_map(captured[0])[positions]  # (n, seq_len)
-    query_position = positions.nonzero(as_tuple=True)[1]
-    support = torch.arange(inputs.shape[1], device=inputs.device) <= query_position.unsqueeze(-1)
-    return maps, support, logits.argmax(-1) == labels[positions]
+    maps = mixer.attention_map(captured[0])  # (batch, seq_len, seq_len)
+    maps = maps.gather(1, index.unsqueeze(-1).expand(-1, -1, maps.shape[-1])).flatten(0, 1)
+    support = torch.arange(inputs.shape[1], device=inputs.device) <= index.flatten().unsqueeze(-1)
+    return maps, support, (logits.argmax(-1) == labels.gather(1, index)).flatten()
 
 
 def prepare(config: dict, device: torch.device) -> dict:
@@ -143,10 +143,11 @@ def run_case(config: dict, device: torch.device) -> dict:
     for batch_start in range(0, len(inputs), batch_size):
         x = inputs[batch_start:batch_start + batch_size].to(device)
         y = labels[batch_start:batch_start + batch_size].to(device)
-        maps, support, correct = query_rows(model, x, y)
-        reference_maps, _, reference_correct = query_rows(reference, x, y)
+        index = query_index(y)  # (batch, n)
+        maps, support, correct = query_rows(model, x, y, index)
+        reference_maps, _, reference_correct = query_rows(reference, x, y, index)
         sets, reference_sets = key_sets(maps, support, **rule), key_sets(reference_maps, support, **rule)
-        oracle = oracle_sets(x, y != IGNORE_INDEX)
+        oracle = oracle_sets(x, index)
         for name, values in (("iou_vs_reference", iou(sets, reference_sets)), ("iou_vs_oracle", iou(sets, oracle)),
                              ("reference_iou_vs_oracle", iou(reference_sets, oracle)), ("set_size", sets.sum(-1)),
                              ("reference_set_size", reference_sets.sum(-1)), ("accuracy", correct),
@@ -154,7 +155,7 @@ def run_case(config: dict, device: torch.device) -> dict:
             sums[name] += values.float().sum().item()
         rows += len(maps)
         if example is None:
-            example = _example(x[0], y[0], maps, reference_maps, oracle)
+            example = _example(x[0], index[0], maps, reference_maps, oracle)
     map_path = Path(config["map_dir"]) / f"{case_id(config, IDENTITY_IGNORES)}.npz"
     map_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(map_path, **example)
@@ -163,10 +164,9 @@ def run_case(config: dict, device: torch.device) -> dict:
             "reference_checkpoint_path": reference_path, "map_path": str(map_path)}
 
 
-def _example(inputs, labels, maps, reference_maps, oracle):
-    """The first test example's query rows, for the heatmap figure (numpy arrays)."""
-    count = int((labels != IGNORE_INDEX).sum())  # rows of example 0 come first in the pooled order
-    query_positions = (labels != IGNORE_INDEX).nonzero(as_tuple=True)[0]
+def _example(inputs, query_positions, maps, reference_maps, oracle):
+    """The first test example's query rows (they come first in every row order here), as numpy arrays."""
+    count = len(query_positions)
     return dict(map=maps[:count].cpu().numpy(), reference_map=reference_maps[:count].cpu().numpy(),
                 query_positions=query_positions.cpu().numpy(), oracle=oracle[:count].cpu().numpy(),
                 inputs=inputs.cpu().numpy())

@@ -5,7 +5,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from rebased_bench.cli import app
-from rebased_bench.data.mqar import generate
+from rebased_bench.data.mqar import generate, query_index
 from rebased_bench.iou import iou, key_sets, oracle_sets, query_rows
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.models.mixers import LinearAttention, SelfAttention
@@ -59,9 +59,9 @@ def test_key_sets_stay_on_the_causal_support():
 
 def test_oracle_set_is_the_queried_key_and_its_value():
     inputs, labels = generate(8, 32, 4, vocab_size=64, seed=3)
-    positions = labels != -100
-    oracle = oracle_sets(inputs, positions)
-    batch_index, query_position = positions.nonzero(as_tuple=True)
+    index = query_index(labels)  # (8, 4)
+    oracle = oracle_sets(inputs, index)
+    batch_index, query_position = torch.arange(8).repeat_interleave(4), index.flatten()
     assert oracle.sum(-1).tolist() == [2] * len(oracle)
     key, value = oracle.int().argmax(-1), oracle.int().argmax(-1) + 1
     assert (inputs[batch_index, key] == inputs[batch_index, query_position]).all()
@@ -104,7 +104,7 @@ def test_query_rows_cover_every_labelled_position():
     torch.manual_seed(0)
     model = LanguageModel(ModelConfig("rebased", 16, 32, vocab_size=64)).eval()
     inputs, labels = generate(3, 32, 4, vocab_size=64, seed=1)
-    maps, support, correct = query_rows(model, inputs, labels)
+    maps, support, correct = query_rows(model, inputs, labels, query_index(labels))
     assert maps.shape == (12, 32) and support.shape == (12, 32) and correct.shape == (12,)
     torch.testing.assert_close(maps.sum(-1), torch.ones(12))
     assert (maps[~support] == 0).all()
