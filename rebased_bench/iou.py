@@ -29,6 +29,7 @@ from .errors import BenchError
 from .models.registry import resolve
 from .render import pivot_table
 from .runner import SuiteKind, case_id, register_kind
+from .training import query_logits
 
 # Columns typed as in the mqar rows (trained_model passes on every config field that is not in IOU_FIELDS).
 MQAR_FIELDS = ("mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "seed", "epochs", "schedule_epochs",
@@ -92,13 +93,13 @@ def query_rows(model, inputs, labels, index):
     captured = []
     hook = mixer.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     try:
-        logits = model(inputs, index)  # (batch, n, vocab)
+        logits, targets = query_logits(model, inputs, labels, index)  # (batch, n, vocab), (batch, n)
     finally:
         hook.remove()
     maps = mixer.attention_map(captured[0])  # (batch, seq_len, seq_len)
     maps = maps.gather(1, index.unsqueeze(-1).expand(-1, -1, maps.shape[-1])).flatten(0, 1)
     support = torch.arange(inputs.shape[1], device=inputs.device) <= index.flatten().unsqueeze(-1)
-    return maps, support, (logits.argmax(-1) == labels.gather(1, index)).flatten()
+    return maps, support, (logits.argmax(-1) == targets).flatten()
 
 
 def prepare(config: dict, device: torch.device) -> dict:

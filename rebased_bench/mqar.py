@@ -40,8 +40,10 @@ def prepare(config: dict, device: torch.device) -> dict:
         config["precision"] = "bf16" if device.type == "cuda" else "fp32"
     if config["precision"] not in ("fp32", "bf16"):
         raise BenchError(f"--precision: {config['precision']!r} is not fp32 or bf16")
-    for name in ("d_model", "epochs", "train_examples", "test_examples", "batch_size", "schedule_epochs"):
-        if name in config and int(config[name]) < 1:
+    counts = ["d_model", "epochs", "train_examples", "test_examples", "batch_size"]
+    counts += ["schedule_epochs"] if "schedule_epochs" in config else []  # optional: see the note at DEFAULTS
+    for name in counts:
+        if int(config[name]) < 1:
             raise BenchError(f"{name} must be >= 1, got {config[name]}")
     check_config(config["seq_len"], config["num_kv_pairs"], config["vocab_size"])
     resolve(config["mixer"])
