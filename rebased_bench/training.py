@@ -27,7 +27,10 @@ class TrainConfig:
 
 
 def micro_batch_size(config: TrainConfig, seq_len: int) -> int:
-    """Micro-batch for gradient accumulation: 256/128/64 at seq_len 512/1024/2048 for the paper's batch 512."""
+    """The paper's micro-batch for gradient accumulation: 256/128/64 at seq_len 512/1024/2048 for batch 512.
+
+    A config's own micro_batch_size wins; `train` on a GPU takes the whole batch when it fits (same gradient).
+    """
     if config.micro_batch_size:
         return min(config.micro_batch_size, config.batch_size)
     if seq_len < 512:
@@ -75,6 +78,45 @@ def evaluate(model, inputs, labels, index, batch_size, precision="fp32"):
     return int(correct) / max(1, index.numel())
 
 
+def loss_function(device: torch.device):
+    """query_loss, compiled by torch.compile on CUDA: Inductor fuses the norms, casts, convolution and the loss
+    around the Triton attention ops (custom ops, opaque to it); eager elsewhere, where compiling costs more than
+    it saves. One static graph per batch shape (the last, partial batch of an epoch gets its own)."""
+    return torch.compile(query_loss, dynamic=False) if device.type == "cuda" else query_loss
+
+
+def optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro: int, precision: str):
+    """One AdamW step over a batch in micro-batches of `micro` rows; each micro-batch's loss is weighted by its
+    share of the batch, so the gradient is the whole batch's whatever `micro` is. inputs, labels: (batch, seq_len);
+    index: (batch, queries). Returns nothing: no value is read back, so the host runs ahead of the GPU."""
+    optimizer.zero_grad(set_to_none=True)
+    for start in range(0, len(inputs), micro):
+        rows = slice(start, start + micro)
+        with autocast(precision, inputs.device):
+            loss = loss_fn(model, inputs[rows], labels[rows], index[rows])
+        (loss * len(inputs[rows]) / len(inputs)).backward()
+    optimizer.step()
+
+
+def device_micro_batch(model, loss_fn, inputs, labels, index, config: TrainConfig) -> int:
+    """The micro-batch `train` uses: on a GPU with no micro_batch_size set, the whole batch when one step of it
+    fits in memory (tried once, with the RNG state kept and the gradients dropped), else the paper's rule."""
+    rule = micro_batch_size(config, inputs.shape[1])
+    if inputs.device.type != "cuda" or config.micro_batch_size or rule >= config.batch_size:
+        return rule
+    batch = slice(0, config.batch_size)
+    with torch.random.fork_rng(devices=[inputs.device]):
+        try:
+            with autocast(config.precision, inputs.device):
+                loss_fn(model, inputs[batch], labels[batch], index[batch]).backward()
+            return config.batch_size
+        except torch.OutOfMemoryError:
+            return rule
+        finally:
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+
+
 def train(model, train_data, test_data, config: TrainConfig, device: torch.device):
     """Train on (inputs, labels) and evaluate after every epoch; returns metrics for the result row."""
     # The whole set lives on the device and nothing in a step reads a value back to the host, so the CPU
@@ -83,11 +125,13 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
     test_inputs, test_labels = (t.to(device) for t in test_data)
     index, test_index = query_index(labels), query_index(test_labels)  # (n, queries)
     seq_len = inputs.shape[1]
-    micro = micro_batch_size(config, seq_len)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
     schedule = lr_schedule(optimizer, config)
+    loss_fn = loss_function(device)
+    model.train()
+    micro = device_micro_batch(model, loss_fn, inputs, labels, index, config)
     shuffle = torch.Generator().manual_seed(config.seed)
     history, tokens, start = [], 0, time.perf_counter()
     for _ in range(config.epochs):
@@ -95,14 +139,9 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
         order = torch.randperm(len(inputs), generator=shuffle).to(device)
         for batch_start in range(0, len(inputs), config.batch_size):
             batch = order[batch_start:batch_start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            for micro_start in range(0, len(batch), micro):
-                rows = batch[micro_start:micro_start + micro]
-                with autocast(config.precision, device):
-                    loss = query_loss(model, inputs[rows], labels[rows], index[rows])
-                (loss * len(rows) / len(batch)).backward()
-                tokens += len(rows) * seq_len
-            optimizer.step()
+            optimizer_step(model, optimizer, loss_fn, inputs[batch], labels[batch], index[batch], micro,
+                           config.precision)
+            tokens += len(batch) * seq_len
         schedule.step()
         history.append(evaluate(model, test_inputs, test_labels, test_index, micro, config.precision))
         if history[-1] > config.early_stop_accuracy:

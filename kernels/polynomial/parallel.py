@@ -6,6 +6,7 @@ same kernels run on CPU tensors through Triton's interpreter, with small tiles; 
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import triton
@@ -157,21 +158,46 @@ def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     return dq, dk, dv
 
 
-class ParallelPolynomialFunction(torch.autograd.Function):
-    """Autograd for the parallel kernels; saves q, k, v, o and the fp32 denominators (B, H, T)."""
+# The kernels reach autograd and torch.compile as two custom ops: opaque to the compiler, which fuses the
+# projections and norms around them instead of tracing into the launchers.
+@torch.library.custom_op("rebased_bench::parallel_poly_fwd", mutates_args=())
+def parallel_poly_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, coeffs: list[float],
+                         scale: Optional[float], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """parallel_poly_fwd as a custom op: o (B, T, H, dv) in v's dtype, z (B, H, T) fp32."""
+    return parallel_poly_fwd(q, k, v, coeffs, scale, eps)
 
-    @staticmethod
-    def forward(ctx, q, k, v, coeffs, scale, eps):
-        o, z = parallel_poly_fwd(q, k, v, coeffs, scale, eps)
-        ctx.save_for_backward(q, k, v, o, z)
-        ctx.coeffs, ctx.scale = coeffs, scale
-        return o
 
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, z = ctx.saved_tensors
-        dq, dk, dv = parallel_poly_bwd(q, k, v, o, z, do, ctx.coeffs, ctx.scale)
-        return dq, dk, dv, None, None, None
+@parallel_poly_fwd_op.register_fake
+def _(q, k, v, coeffs, scale, eps):
+    B, T, H, _ = q.shape
+    return v.new_empty((B, T, H, v.shape[-1])), q.new_empty((B, H, T), dtype=torch.float32)
+
+
+@torch.library.custom_op("rebased_bench::parallel_poly_bwd", mutates_args=())
+def parallel_poly_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, z: torch.Tensor,
+                         do: torch.Tensor, coeffs: list[float], scale: Optional[float]
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """parallel_poly_bwd as a custom op: (dq, dk, dv), contiguous, in the dtypes of q, k, v."""
+    return parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale)
+
+
+@parallel_poly_bwd_op.register_fake
+def _(q, k, v, o, z, do, coeffs, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, coeffs, scale, _ = inputs
+    ctx.save_for_backward(q, k, v, *output)
+    ctx.coeffs, ctx.scale = coeffs, scale
+
+
+def _backward(ctx, do, _dz):
+    q, k, v, o, z = ctx.saved_tensors
+    return (*parallel_poly_bwd_op(q, k, v, o, z, do, ctx.coeffs, ctx.scale), None, None, None)
+
+
+parallel_poly_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def parallel_polynomial(q, k, v, coeffs, scale=None, eps=1e-12):
@@ -184,7 +210,7 @@ def parallel_polynomial(q, k, v, coeffs, scale=None, eps=1e-12):
     Returns:
         o: (batch, seq_len, heads, dv) in v's dtype; differentiable in q, k, v.
     """
-    return ParallelPolynomialFunction.apply(q, k, v, tuple(coeffs), scale, eps)
+    return parallel_poly_fwd_op(q, k, v, [float(c) for c in coeffs], scale, eps)[0]
 
 
 def parallel_rebased(q, k, v, scale=None, eps=1e-12):
@@ -196,9 +222,9 @@ def parallel_rebased(q, k, v, scale=None, eps=1e-12):
     Returns:
         o: (batch, seq_len, heads, dv) in v's dtype.
     """
-    return ParallelPolynomialFunction.apply(q, k, v, REBASED_COEFFS, scale, eps)
+    return parallel_polynomial(q, k, v, REBASED_COEFFS, scale, eps)
 
 
 def parallel_based(q, k, v, scale=None, eps=1e-12):
     """Based: score 1 + s + s^2 / 2, s = scale * q.k; arguments, shapes and result as in parallel_rebased."""
-    return ParallelPolynomialFunction.apply(q, k, v, BASED_COEFFS, scale, eps)
+    return parallel_polynomial(q, k, v, BASED_COEFFS, scale, eps)
