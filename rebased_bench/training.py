@@ -78,11 +78,15 @@ def evaluate(model, inputs, labels, index, batch_size, precision="fp32"):
     return int(correct) / max(1, index.numel())
 
 
+# The trainer's fast path: query_loss compiled by torch.compile. Inductor fuses the norms, casts, convolution and
+# the loss around the Triton attention ops (custom ops, opaque to it). One static graph per batch shape (the
+# last, partial batch of an epoch gets its own). Compiling is lazy: nothing happens until the first call.
+compiled_query_loss = torch.compile(query_loss, dynamic=False)
+
+
 def loss_function(device: torch.device):
-    """query_loss, compiled by torch.compile on CUDA: Inductor fuses the norms, casts, convolution and the loss
-    around the Triton attention ops (custom ops, opaque to it); eager elsewhere, where compiling costs more than
-    it saves. One static graph per batch shape (the last, partial batch of an epoch gets its own)."""
-    return torch.compile(query_loss, dynamic=False) if device.type == "cuda" else query_loss
+    """The loss a step calls: compiled on CUDA; eager elsewhere, where compiling costs more than it saves."""
+    return compiled_query_loss if device.type == "cuda" else query_loss
 
 
 def optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro: int, precision: str):

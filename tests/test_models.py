@@ -1,10 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rebased_bench.errors import BenchError
 from rebased_bench.kernels import naive_parallel_rebased
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.models.mixers import LinearAttention
+from rebased_bench.models.mixers import LinearAttention, ShortConv
 from rebased_bench.models.registry import MIXERS, resolve
 
 
@@ -46,3 +47,16 @@ def test_unknown_mixers_are_bench_errors():
         resolve("no_such_module:Mixer")
     with pytest.raises(BenchError, match="not an nn.Module"):
         resolve("math:sqrt")
+
+
+def test_short_conv_is_the_causal_depthwise_conv1d():
+    torch.manual_seed(0)
+    conv, x = ShortConv(8, kernel_size=3), torch.randn(2, 11, 8, requires_grad=True)
+    reference = F.conv1d(x.transpose(1, 2), conv.conv.weight, conv.conv.bias, padding=2, groups=8)[..., :11]
+    y = conv(x)
+    torch.testing.assert_close(y, reference.transpose(1, 2))
+    grads = torch.autograd.grad(y.square().sum(), (x, conv.conv.weight, conv.conv.bias))
+    reference_grads = torch.autograd.grad(reference.square().sum(), (x, conv.conv.weight, conv.conv.bias))
+    for grad, reference_grad in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, reference_grad)
+    assert not torch.allclose(y[:, 0], conv(x.roll(1, dims=1))[:, 0])  # the first output sees the first token

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rebased_bench.data.mqar import IGNORE_INDEX, generate
+from rebased_bench.data.mqar import IGNORE_INDEX, generate, query_index
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.training import TrainConfig, lr_schedule, micro_batch_size, query_logits, query_loss, train
+from rebased_bench.training import (TrainConfig, autocast, compiled_query_loss, loss_function, lr_schedule,
+                                   micro_batch_size, query_logits, query_loss, train)
 
 
 def test_query_only_logits_give_the_full_loss_and_accuracy():
@@ -64,3 +65,43 @@ def test_micro_batches_make_the_full_batch_step():
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert not torch.allclose(weights[0], initial)
     torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-4)  # lr 1e-2: a step moves ~1e-2
+
+
+def _loss_and_gradients(loss_fn, model, batch):
+    loss = loss_fn(model, *batch)
+    return [loss, *torch.autograd.grad(loss, list(model.parameters()))]
+
+
+@pytest.mark.parametrize("mixer", ["rebased", "based", "conv_attention"])
+def test_compiled_loss_gives_the_eager_loss_and_gradients(mixer):
+    """The GPU trainer's loss (torch.compile of query_loss) is the eager function: same loss and gradients on a
+    fresh random model and batch. Inductor's CPU backend here; the GPU test below checks the CUDA build in bf16."""
+    torch.manual_seed(int(torch.randint(1 << 30, ())))  # fresh weights every run
+    model = LanguageModel(ModelConfig(mixer, 32, 64, vocab_size=128)).eval()  # eval: no dropout in either
+    inputs, labels = generate(4, 64, 8, vocab_size=128, seed=int(torch.randint(1 << 30, ())))
+    batch = inputs, labels, query_index(labels)
+    eager = _loss_and_gradients(query_loss, model, batch)
+    compiled = _loss_and_gradients(compiled_query_loss, model, batch)
+    assert compiled[0] != eager[0] + 1  # a real number came back
+    for name, fast, reference in zip(["loss", *dict(model.named_parameters())], compiled, eager):
+        assert_rel_close(name, fast, reference, 1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("mixer", ["rebased", "based", "conv_attention"])
+def test_compiled_loss_matches_eager_on_the_gpu_in_bf16(mixer):
+    device = torch.device("cuda")
+    model = LanguageModel(ModelConfig(mixer, 64, 256, vocab_size=512)).to(device).eval()
+    inputs, labels = (t.to(device) for t in generate(16, 256, 64, vocab_size=512, seed=int(torch.randint(1 << 30, ()))))
+    batch = inputs, labels, query_index(labels)
+    with autocast("bf16", device):
+        eager = _loss_and_gradients(query_loss, model, batch)
+        compiled = _loss_and_gradients(loss_function(device), model, batch)
+    for name, fast, reference in zip(["loss", *dict(model.named_parameters())], compiled, eager):
+        assert_rel_close(name, fast.float(), reference.float(), 3e-2)
+
+
+def assert_rel_close(name, actual, expected, tolerance):
+    """||actual - expected|| / ||expected|| under `tolerance`; NaN never passes."""
+    error = ((actual - expected).norm() / expected.norm().clamp_min(1e-12)).item()
+    assert error < tolerance, f"{name}: relative error {error:.2e} >= {tolerance:.0e}"

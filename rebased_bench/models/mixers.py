@@ -9,14 +9,24 @@ from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS
 
 
 class ShortConv(nn.Module):
-    """Depthwise causal convolution over the sequence. x: (batch, seq_len, d_model) -> same shape."""
+    """Depthwise causal convolution over the sequence. x: (batch, seq_len, d_model) -> same shape.
+
+    The nn.Conv1d holds the parameters (its init and state_dict names); forward computes the same sum as shifted
+    products, which torch.compile fuses into one kernel (cuDNN's depthwise kernels took ~3x longer on the GPU).
+    """
 
     def __init__(self, d_model, kernel_size=3):
         super().__init__()
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, padding=kernel_size - 1)
 
     def forward(self, x):
-        return self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
+        seq_len, taps = x.shape[1], self.conv.kernel_size[0]
+        padded = F.pad(x, (0, 0, taps - 1, 0))  # (batch, taps - 1 + seq_len, d_model), zeros before the start
+        weight = self.conv.weight[:, 0]  # (d_model, taps); tap i reads x[t - (taps - 1) + i]
+        y = self.conv.bias + padded[:, :seq_len] * weight[:, 0]
+        for i in range(1, taps):
+            y = y + padded[:, i:i + seq_len] * weight[:, i]
+        return y
 
 
 class BaseConv(nn.Module):
