@@ -2,8 +2,11 @@
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -78,28 +81,38 @@ def evaluate(model, inputs, labels, index, batch_size, precision="fp32"):
     return int(correct) / max(1, index.numel())
 
 
-# The trainer's fast path: query_loss compiled by torch.compile. Inductor fuses the norms, casts, convolution and
-# the loss around the Triton attention ops (custom ops, opaque to it). One static graph per batch shape (the
-# last, partial batch of an epoch gets its own). Compiling is lazy: nothing happens until the first call.
-compiled_query_loss = torch.compile(query_loss, dynamic=False)
+def loss_function(device: torch.device, compile: bool | None = None):
+    """The loss a training run's steps call: query_loss, compiled afresh for the run by torch.compile on CUDA
+    (compile=None) or when asked; eager elsewhere, where compiling costs more than it saves.
 
-
-def loss_function(device: torch.device):
-    """The loss a step calls: compiled on CUDA; eager elsewhere, where compiling costs more than it saves."""
-    return compiled_query_loss if device.type == "cuda" else query_loss
+    Inductor fuses the norms, casts, convolution and the loss around the Triton attention ops (custom ops, opaque
+    to it), one static graph per batch shape. Dynamo keeps a bounded number of graphs per function and silently
+    runs eagerly past it, which a sweep's cases would reach: each run starts from a reset (Inductor's cache makes
+    the recompile cheap).
+    """
+    if not (device.type == "cuda" if compile is None else compile):
+        return query_loss
+    torch._dynamo.reset()
+    return torch.compile(query_loss, dynamic=False)
 
 
 def optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro: int, precision: str):
     """One AdamW step over a batch in micro-batches of `micro` rows; each micro-batch's loss is weighted by its
-    share of the batch, so the gradient is the whole batch's whatever `micro` is. inputs, labels: (batch, seq_len);
-    index: (batch, queries). Returns nothing: no value is read back, so the host runs ahead of the GPU."""
+    share of the batch, so the gradient is the whole batch's whatever `micro` is.
+
+    inputs, labels: (batch, seq_len); index: (batch, queries). Returns the batch's loss as a 0-d tensor on the
+    device: nothing is read back, so the host runs ahead of the GPU.
+    """
     optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=inputs.device)
     for start in range(0, len(inputs), micro):
         rows = slice(start, start + micro)
         with autocast(precision, inputs.device):
-            loss = loss_fn(model, inputs[rows], labels[rows], index[rows])
-        (loss * len(inputs[rows]) / len(inputs)).backward()
+            loss = loss_fn(model, inputs[rows], labels[rows], index[rows]) * (len(inputs[rows]) / len(inputs))
+        loss.backward()
+        total += loss.detach().float()
     optimizer.step()
+    return total
 
 
 def device_micro_batch(model, loss_fn, inputs, labels, index, config: TrainConfig) -> int:
@@ -121,8 +134,25 @@ def device_micro_batch(model, loss_fn, inputs, labels, index, config: TrainConfi
             torch.cuda.empty_cache()
 
 
-def train(model, train_data, test_data, config: TrainConfig, device: torch.device):
-    """Train on (inputs, labels) and evaluate after every epoch; returns metrics for the result row."""
+@dataclass
+class Progress:
+    """What a run reports after each epoch (to a progress display or a log line)."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    accuracy: float
+    best_accuracy: float
+    seconds: float  # training time so far, earlier runs of a resumed case included
+
+
+def train(model, train_data, test_data, config: TrainConfig, device: torch.device, state_path=None,
+          on_epoch: Callable[[Progress], None] | None = None):
+    """Train on (inputs, labels) and evaluate after every epoch; returns metrics for the result row.
+
+    With `state_path`, the whole training state is written there after each epoch and a run finding one
+    continues from it (the same history as a run in one go); the caller deletes it once the result is kept.
+    """
     # The whole set lives on the device and nothing in a step reads a value back to the host, so the CPU
     # queues steps ahead of the GPU (small models are otherwise bound by launch latency and syncs).
     inputs, labels = (t.to(device) for t in train_data)
@@ -137,27 +167,88 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
     model.train()
     micro = device_micro_batch(model, loss_fn, inputs, labels, index, config)
     shuffle = torch.Generator().manual_seed(config.seed)
-    history, tokens, start = [], 0, time.perf_counter()
-    for _ in range(config.epochs):
+    run = RunState(model, optimizer, schedule, shuffle, device)
+    resumed_from = run.load(state_path) if state_path else 0
+    start = time.perf_counter() - run.seconds
+    while run.epoch < config.epochs:
         model.train()
         order = torch.randperm(len(inputs), generator=shuffle).to(device)
+        epoch_loss = torch.zeros((), device=device)
         for batch_start in range(0, len(inputs), config.batch_size):
             batch = order[batch_start:batch_start + config.batch_size]
-            optimizer_step(model, optimizer, loss_fn, inputs[batch], labels[batch], index[batch], micro,
-                           config.precision)
-            tokens += len(batch) * seq_len
+            loss = optimizer_step(model, optimizer, loss_fn, inputs[batch], labels[batch], index[batch], micro,
+                                  config.precision)
+            epoch_loss += loss * len(batch)
         schedule.step()
-        history.append(evaluate(model, test_inputs, test_labels, test_index, micro, config.precision))
-        if history[-1] > config.early_stop_accuracy:
+        run.epoch += 1
+        run.loss_history.append(epoch_loss.item() / len(inputs))
+        run.history.append(evaluate(model, test_inputs, test_labels, test_index, micro, config.precision))
+        run.seconds = time.perf_counter() - start
+        if state_path:
+            run.save(state_path)
+        if on_epoch:
+            on_epoch(Progress(run.epoch, config.epochs, run.loss_history[-1], run.history[-1], max(run.history),
+                              run.seconds))
+        if run.history[-1] > config.early_stop_accuracy:
             break
-    train_seconds = time.perf_counter() - start
+    history = run.history
+    tokens = len(history) * len(inputs) * seq_len  # trained so far, earlier runs of a resumed case included
     best_epoch = max(range(len(history)), key=history.__getitem__)
     return {
         "accuracy": history[best_epoch],
         "final_accuracy": history[-1],
         "best_epoch": best_epoch + 1,
         "epochs_run": len(history),
-        "train_seconds": train_seconds,
-        "tokens_per_second": tokens / train_seconds if train_seconds > 0 else math.nan,
+        "resumed_from_epoch": resumed_from,
+        "train_seconds": run.seconds,
+        "tokens_per_second": tokens / run.seconds if run.seconds > 0 else math.nan,
         "accuracy_history": history,
+        "loss_history": run.loss_history,
     }
+
+
+class RunState:
+    """Everything a run needs to continue after its last finished epoch: weights, AdamW moments, the lr schedule,
+    the shuffling and dropout RNG states, the histories and the training time so far."""
+
+    def __init__(self, model, optimizer, schedule, shuffle, device):
+        self.model, self.optimizer, self.schedule, self.shuffle, self.device = model, optimizer, schedule, shuffle, device
+        self.epoch, self.history, self.loss_history, self.seconds = 0, [], [], 0.0
+
+    def save(self, path):
+        """Write the state atomically: a run killed while writing leaves the previous epoch's state."""
+        payload = dict(epoch=self.epoch, history=self.history, loss_history=self.loss_history, seconds=self.seconds,
+                       model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                       schedule=self.schedule.state_dict(), shuffle=self.shuffle.get_state(),
+                       cpu_rng=torch.get_rng_state(),
+                       cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+        atomic_torch_save(payload, path)
+
+    def load(self, path) -> int:
+        """Continue from the state at `path` if there is one; returns the epoch it resumes from (0: none)."""
+        path = Path(path)
+        if not path.exists():
+            return 0
+        payload = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.schedule.load_state_dict(payload["schedule"])
+        self.shuffle.set_state(payload["shuffle"].cpu())
+        torch.set_rng_state(payload["cpu_rng"].cpu())
+        if payload["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), self.device)
+        self.epoch, self.seconds = payload["epoch"], payload["seconds"]
+        self.history, self.loss_history = list(payload["history"]), list(payload["loss_history"])
+        return self.epoch
+
+
+def atomic_torch_save(payload, path):
+    """torch.save to a temporary file beside `path`, then rename: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from rebased_bench.data.mqar import IGNORE_INDEX, generate, query_index
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.training import (TrainConfig, autocast, compiled_query_loss, loss_function, lr_schedule,
+from rebased_bench.training import (TrainConfig, autocast, loss_function, lr_schedule,
                                    micro_batch_size, query_logits, query_loss, train)
 
 
@@ -81,7 +81,7 @@ def test_compiled_loss_gives_the_eager_loss_and_gradients(mixer):
     inputs, labels = generate(4, 64, 8, vocab_size=128, seed=int(torch.randint(1 << 30, ())))
     batch = inputs, labels, query_index(labels)
     eager = _loss_and_gradients(query_loss, model, batch)
-    compiled = _loss_and_gradients(compiled_query_loss, model, batch)
+    compiled = _loss_and_gradients(loss_function(torch.device("cpu"), compile=True), model, batch)
     assert compiled[0] != eager[0] + 1  # a real number came back
     for name, fast, reference in zip(["loss", *dict(model.named_parameters())], compiled, eager):
         assert_rel_close(name, fast, reference, 1e-5)
@@ -105,3 +105,42 @@ def assert_rel_close(name, actual, expected, tolerance):
     """||actual - expected|| / ||expected|| under `tolerance`; NaN never passes."""
     error = ((actual - expected).norm() / expected.norm().clamp_min(1e-12)).item()
     assert error < tolerance, f"{name}: relative error {error:.2e} >= {tolerance:.0e}"
+
+
+RESUMABLE_RUN = """
+import os, signal, sys, torch
+from rebased_bench.data.mqar import generate
+from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.training import TrainConfig, train
+kill_after = int(sys.argv[2])
+def on_epoch(progress):
+    if progress.epoch == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+torch.manual_seed(0)
+model = LanguageModel(ModelConfig("rebased", 16, 32, vocab_size=64))
+data = generate(96, 32, 4, vocab_size=64, seed=0), generate(32, 32, 4, vocab_size=64, seed=1)
+config = TrainConfig(lr=1e-2, epochs=3, batch_size=16, seed=0)
+print(repr(train(model, *data, config, torch.device("cpu"), state_path=sys.argv[1], on_epoch=on_epoch)))
+"""
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_history(tmp_path):
+    """SIGKILL after epoch 1, run again: the state file carries it on to the uninterrupted run's exact history."""
+    import subprocess
+    import sys
+
+    def run(state, kill_after):
+        return subprocess.run([sys.executable, "-c", RESUMABLE_RUN, str(state), str(kill_after)],
+                              capture_output=True, text=True, timeout=300)
+
+    whole = run(tmp_path / "whole.pt", 0)
+    assert whole.returncode == 0, whole.stderr
+    killed = run(tmp_path / "resumed.pt", 1)
+    assert killed.returncode == -9 and (tmp_path / "resumed.pt").exists()
+    resumed = run(tmp_path / "resumed.pt", 0)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, resumed = eval(whole.stdout), eval(resumed.stdout)  # noqa: S307 (our own repr of a dict of numbers)
+    assert (whole["resumed_from_epoch"], resumed["resumed_from_epoch"]) == (0, 1)
+    assert len(resumed["accuracy_history"]) == 3
+    assert resumed["accuracy_history"] == whole["accuracy_history"]
+    assert resumed["loss_history"] == whole["loss_history"]
