@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from rebased_bench.cli import app
 from rebased_bench.data.mqar import generate, query_index
-from rebased_bench.iou import iou, key_sets, oracle_sets, query_rows
+from rebased_bench.kinds.iou import iou, key_sets, oracle_sets, query_rows
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.models.mixers import LinearAttention, SelfAttention
 
@@ -132,8 +132,8 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--top-k", "1", "--mass", "0.9"], "mutually exclusive"),
-    (["--mass", "1.5"], "--mass"),
-    (["--top-k", "0"], "--top-k"),
+    (["--mass", "1.5"], "mass: expected a finite number in (0, 1], got 1.5"),
+    (["--top-k", "0"], "top_k: expected a 64-bit integer >= 1, got 0"),
     (["--mixers", "test_iou:NoMapMixer"], "no attention_map"),
 ])
 def test_bad_iou_input_is_exit_code_2(args, message, tmp_path):
