@@ -105,7 +105,7 @@ class Config:
         ignored = {name for name, (field, _) in flat_fields(type(self)).items() if field.metadata == IGNORED}
         return case_id({name: value for name, value in self.flat().items() if name not in ignored})
 
-    def on(self, device) -> "Config":
+    def for_device(self, device) -> "Config":
         """This config with its device-dependent defaults settled (override where a field is "auto" by device)."""
         return self
 

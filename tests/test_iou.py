@@ -122,6 +122,9 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
     assert "Attention-map IoU vs conv_attention" in result.stdout and "(top-2;" in result.stdout
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == ["iou-d16-L32-lr0.003-seed0-top2.pdf", "iou-d16-L32-lr0.003-seed0-top2.png"]
+    plotted = invoke("plot", tmp_path, "--suite", "iou", "--out", tmp_path / "plotted")  # heatmaps from map_path
+    assert plotted.exit_code == 0, plotted.output
+    assert {p.name for p in (tmp_path / "plotted").iterdir()} >= set(figures)
     checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "mqar").iterdir()}
     assert len(checkpoints) == 2
     again = invoke("iou", "--mixers", "rebased", *TINY, "--mass", "0.9", "--out", tmp_path)

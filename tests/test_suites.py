@@ -165,5 +165,5 @@ def test_the_flat_form_identity_and_columns_come_from_the_config():
 def test_every_planned_case_reads_back_from_its_flat_form(kind):
     name = {"mqar": "mqar-quick", "kernels": "kernels-quick", "ablate": "ablate-quick", "iou": "iou-quick"}[kind]
     for case in load_suite(name).configs():
-        case = case.on(torch.device("cpu"))
+        case = case.for_device(torch.device("cpu"))
         assert KINDS[kind].config.from_flat(case.flat()) == case

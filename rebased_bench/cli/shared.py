@@ -98,7 +98,7 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
     cases = suite.configs()
     device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
                                  options["device"])
-    cases = list({case.case_id: case for case in (c.on(device) for c in cases)}.values())
+    cases = list({case.case_id: case for case in (c.for_device(device) for c in cases)}.values())
     if options["dry_run"]:
         planned = pd.DataFrame([{"case_id": case.case_id, **case.flat()} for case in cases])
         if options["format"] is Format.json:

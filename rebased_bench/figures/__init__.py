@@ -51,8 +51,8 @@ def plot_iou(rows, out: Path, **_) -> list[Path]:
     """Bars of IoU per model, one figure per suite; heatmaps of the example maps the rows point to."""
     bars = iou_figure_data(rows)
     config = [c for c in IOU_CONFIG if c in bars]
-    return _per_suite(bars, out, "iou", lambda subset, suite: draw_iou(subset, suite, config)) + \
-        plot_iou_heatmaps(rows, out)
+    heatmaps = plot_iou_heatmaps(rows, out)
+    return _per_suite(bars, out, "iou", lambda subset, suite: draw_iou(subset, suite, config)) + heatmaps
 
 
 def plot_kernels(rows, out: Path, baseline: str | None = None) -> list[Path]:

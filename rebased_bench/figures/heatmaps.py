@@ -46,7 +46,7 @@ def plot_iou_heatmaps(rows: pd.DataFrame, folder: Path) -> list[Path]:
     missing = ok["map_path"].map(lambda path: not Path(path).is_file())
     for path in ok["map_path"][missing]:
         console.log(f"plot: no heatmap from {path}: no such file")
-    ok = ok[~missing]
+    ok = ok[~missing].assign(**{key: None for key in GROUP_KEYS if key not in ok})  # all-null columns read back absent
     written = []
     for key, group in ok.groupby(GROUP_KEYS, dropna=False, sort=True):
         setting = dict(zip(GROUP_KEYS, key))

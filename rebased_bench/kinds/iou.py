@@ -13,6 +13,7 @@ The paper compares maps by intersection over union but its binarization is not p
   has at most IoU 1/2 with it; top-2 or a mass set can reach 1.
 """
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,8 +44,10 @@ class IouCase(mqar.MqarCase):
     """An MQAR case (its model and the reference's, trained alike) and the rule that turns a map row into a key set."""
 
     reference_mixer: str = "conv_attention"
-    top_k: Count | None = None  # a row's key set: its top_k largest weights (1 when neither rule is given)
-    mass: Annotated[float, Check(lambda v: 0 < v <= 1, "in (0, 1]")] | None = None  # or: the fewest holding this
+    # A query row's key set: its top_k largest weights (top_k 1 when neither is given), or the fewest keys holding
+    # `mass` of the row.
+    top_k: Count | None = None
+    mass: Annotated[float, Check(lambda v: 0 < v <= 1, "in (0, 1]")] | None = None
     # checkpoint_dir (from MqarCase): where the models are found or kept, <checkpoint_dir>/mqar/
     map_dir: str | None = field(default=None, metadata=IGNORED)  # where the example maps go
 
@@ -60,8 +63,8 @@ class IouCase(mqar.MqarCase):
 
     def mqar_case(self, mixer: str) -> mqar.MqarCase:
         """The MQAR case whose model `mixer` has here: same data, training and checkpoint folder."""
-        model = mqar.MqarModel(mixer=mixer, d_model=self.model.d_model, value_dim_quirk=self.model.value_dim_quirk)
-        return mqar.MqarCase(model=model, data=self.data, training=self.training, checkpoint_dir=self.checkpoint_dir)
+        return mqar.MqarCase(model=dataclasses.replace(self.model, mixer=mixer), data=self.data, training=self.training,
+                             checkpoint_dir=self.checkpoint_dir)
 
 
 METRICS = pa.schema([

@@ -76,7 +76,7 @@ class MqarTraining(Config):
     schedule_epochs: Count | None = field(default=None, metadata=WHEN_SET)
     batch_size: Count
     micro_batch_size: NonNegative = 0  # 0: the paper's rule (training.micro_batch_size)
-    precision: Literal[("auto", *PRECISIONS)] = "auto"  # auto: bf16 on CUDA, fp32 elsewhere (`MqarCase.on`)
+    precision: Literal[("auto", *PRECISIONS)] = "auto"  # auto: bf16 on CUDA, fp32 elsewhere (for_device)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(lr=self.lr, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
@@ -93,7 +93,7 @@ class MqarCase(Config):
     training: MqarTraining
     checkpoint_dir: str | None = field(default=None, metadata=IGNORED)  # keep the trained model under it
 
-    def on(self, device: torch.device) -> "MqarCase":
+    def for_device(self, device: torch.device) -> "MqarCase":
         if self.training.precision != "auto":
             return self
         precision = "bf16" if device.type == "cuda" else "fp32"
