@@ -71,7 +71,7 @@ def test_a_good_suite_plans_its_cases(tmp_path):
     (('batch_size = 16', 'batch_size = 9223372036854775807\nmicro_batch_size = -1'), "micro_batch_size",
      "expected a 64-bit integer >= 0, got -1"),
     (('[fixed]\n', '[fixed]\nprecision = "fp16"\n'), "precision", "expected one of 'auto', 'fp32', 'bf16'"),
-    (('mixer = ["rebased"]', 'mixer = ["transformer"]'), "", "unknown mixer 'transformer'"),
+    (('mixer = ["rebased"]', 'mixer = ["transformer"]'), "mixer", "unknown mixer 'transformer'"),
     (('seq_len = "32..64"', 'seq_len = [8]'), "", "seq_len 8 < 4 * num_kv_pairs (16)"),
     (('kind = "mqar"', 'kind = "mqr"'), "kind", "expected one of 'mqar', 'kernels', 'ablate', 'iou', got 'mqr'"),
     (('kind = "mqar"\n', ''), "kind", "missing"),
@@ -104,6 +104,7 @@ def test_an_int64_overflow_is_refused_before_the_store_sees_it():
     (["--epochs", "0"], "epochs: expected a 64-bit integer >= 1, got 0"),
     (["--batch-size", str(2 ** 63)], "batch_size: expected a 64-bit integer >= 1, got 9223372036854775808"),
     (["--seeds", "-1"], "seed: expected a 64-bit integer >= 0, got -1"),
+    (["--mixers", "transformer"], "mixer: unknown mixer 'transformer'; built-in: "),
 ])
 def test_a_bad_flag_is_one_line_naming_the_command_line(tmp_path, args, expected):
     result = invoke("mqar", "--suite", suite_file(tmp_path, GOOD), *args, "--dry-run", "--out", tmp_path)

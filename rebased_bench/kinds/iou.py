@@ -26,7 +26,7 @@ import torch
 from rich.console import Group
 
 from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from ..config import IGNORED, Check, Count
+from ..config import IGNORED, Check, Count, FieldError
 from ..data.mqar import query_index
 from ..errors import BenchError
 from ..files import write_atomic
@@ -57,9 +57,13 @@ class IouCase(mqar.MqarCase):
             raise BenchError("top_k and mass are mutually exclusive: give one set rule")
         if self.mass is None and self.top_k is None:
             object.__setattr__(self, "top_k", 1)
-        for name in (self.model.mixer, self.reference_mixer):
-            if not hasattr(resolve(name)(8, 1), "attention_map"):
-                raise BenchError(f"mixer {name!r} has no attention_map(): IoU needs attention or linear attention")
+        for field_name, name in (("mixer", self.model.mixer), ("reference_mixer", self.reference_mixer)):
+            try:
+                layer = resolve(name)(8, 1)
+            except BenchError as exc:
+                raise FieldError(field_name, str(exc)) from None
+            if not hasattr(layer, "attention_map"):
+                raise FieldError(field_name, f"{name!r} has no attention_map(): IoU needs attention or linear attention")
 
     def mqar_case(self, mixer: str) -> mqar.MqarCase:
         """The MQAR case whose model `mixer` has here: same data, training and checkpoint folder."""

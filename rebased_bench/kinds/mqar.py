@@ -14,8 +14,9 @@ import pyarrow as pa
 import torch
 
 from ..checkpoints import save_if_asked
-from ..config import IGNORED, WHEN_SET, Config, Count, NonNegative, Positive, flat_fields
+from ..config import IGNORED, WHEN_SET, Config, Count, FieldError, NonNegative, Positive, flat_fields
 from ..data.mqar import check_config, paper_num_kv_pairs, train_test
+from ..errors import BenchError
 from ..models.lm import LanguageModel, ModelConfig
 from ..models.registry import resolve
 from ..runner import SuiteKind
@@ -35,7 +36,10 @@ class MqarModel(Config):
 
     def __post_init__(self):
         super().__post_init__()
-        resolve(self.mixer)  # BenchError for an unknown mixer, before anything runs
+        try:
+            resolve(self.mixer)  # an unknown mixer fails here, before anything runs
+        except BenchError as exc:
+            raise FieldError("mixer", str(exc)) from None
 
     def build(self, data: "MqarData") -> LanguageModel:
         """The model for this task, freshly initialized (seed torch first)."""
