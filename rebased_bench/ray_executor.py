@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from .errors import BenchError
-from .runner import KINDS, SuiteKind, case_row, error_row
+from .runner import case_row, error_row
 
 INSTALL_HINT = "pip install 'rebased-bench[ray]'"
 CPUS_PER_CASE = 1  # a case is one training loop: one core feeds its GPU, and on CPU-only nodes cases run side by side
@@ -95,7 +95,7 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
     tasks = list(tasks)
     # max_retries=0: a case that ran out of memory would only die again; its error row says so and --force retries.
     remote = ray.remote(_run_in_worker).options(num_cpus=CPUS_PER_CASE, num_gpus=gpus_per_case, max_retries=0)
-    submitted = {remote.remote(run, KINDS[task[0]], task): task for task in tasks}
+    submitted = {remote.remote(run, task): task for task in tasks}
     pending = list(submitted)
     try:
         while pending:
@@ -112,11 +112,10 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
             ray.cancel(ref, force=True)
 
 
-def _run_in_worker(run: Callable, kind: SuiteKind, task: tuple) -> dict:
-    """In a Ray worker: register the kind, point the case at the GPU Ray gave this task, run it into a row."""
+def _run_in_worker(run: Callable, task: tuple) -> dict:
+    """In a Ray worker: point the case at the GPU Ray gave this task, run it into a row."""
     import ray
-    KINDS[kind.name] = kind  # unpickling `kind` imported the module that defines it; a test's kind works as well
-    kind_name, suite, config, device_name = task
+    kind, suite, case, device_name = task  # unpickling the kind and the case imported the modules defining them
     if device_name != "cpu" and ray.get_gpu_ids():
         device_name = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this task's GPU: it is cuda:0 in here
-    return run(kind_name, suite, config, device_name)
+    return run(kind, suite, case, device_name)

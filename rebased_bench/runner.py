@@ -1,24 +1,24 @@
-"""The runner every suite shares: grid -> cases -> skip finished -> run each -> one row per case -> store."""
+"""The runner every suite kind shares: cases -> skip finished -> run each -> one row per case -> store.
+
+A kind is a `SuiteKind`: its typed case config (a `config.Config`: the config columns, defaults, checks and case
+id come from it), the metric columns its case function adds, and that function, (case, device) -> metrics.
+"""
 
 import datetime as dt
-import hashlib
-import json
-import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from . import console
+from .config import Config
 from .env import environment
 from .store import Store
 
-stderr = Console(stderr=True)
-
-# Columns the runner adds to every row, whatever the suite.
+# Columns the runner adds to every row, whatever the kind.
 RUN_COLUMNS = pa.schema([
     ("kind", pa.string()), ("suite", pa.string()), ("case_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("device", pa.string()), ("gpu_name", pa.string()), ("git_commit", pa.string()), ("git_dirty", pa.bool_()),
@@ -29,38 +29,24 @@ RUN_COLUMNS = pa.schema([
 
 @dataclass(frozen=True)
 class SuiteKind:
-    """What makes a suite kind: its typed columns, how to check a case, and how to turn a case into metrics."""
+    """A kind of suite: its typed case config, the metric columns of its rows, how one case runs."""
 
     name: str
-    columns: pa.Schema  # config and metric columns of its rows
-    run_case: Callable[[dict, torch.device], dict]  # (config, device) -> metrics
-    prepare: Callable[[dict, torch.device], dict] = lambda config, device: config  # validate/resolve, BenchError
-    summary: Callable = None  # DataFrame -> rich Table
-    identity_ignores: tuple = field(default_factory=tuple)  # config keys that do not change the result
+    config: type[Config]  # typed, frozen; from_flat(fields) checks a suite case
+    metrics: pa.Schema  # metric columns its case function returns (typed, so error rows keep the types)
+    run_case: Callable[[Config, torch.device], dict]  # (case, device) -> metrics; may return status "skipped"
+    summary: Callable | None = None  # rows (DataFrame) -> a Rich renderable, or None when there is nothing to show
+    progress_metric: str | None = None  # the metric the progress bar shows for each finished case
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.unify_schemas([RUN_COLUMNS, self.columns])
+        """Every typed column of its rows: the runner's, the config's, the metrics."""
+        return pa.unify_schemas([RUN_COLUMNS, self.config.columns(), self.metrics])
 
 
-KINDS: dict[str, SuiteKind] = {}
-
-
-def register_kind(kind: SuiteKind) -> SuiteKind:
-    KINDS[kind.name] = kind
-    return kind
-
-
-def case_id(config: dict, ignore=()) -> str:
-    """A stable id: the hash of the canonical (sorted-key JSON) config."""
-    canonical = json.dumps({k: v for k, v in config.items() if k not in ignore}, sort_keys=True, default=str)
-    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
-
-
-def case_row(kind_name: str, suite: str, config: dict, device_name: str) -> dict:
+def case_row(kind: SuiteKind, suite: str, case: Config, device_name: str) -> dict:
     """The columns of a case's row known before it runs: identity, config, environment, start time."""
-    kind = KINDS[kind_name]
-    return {"kind": kind_name, "suite": suite, "case_id": case_id(config, kind.identity_ignores), **config,
+    return {"kind": kind.name, "suite": suite, "case_id": case.case_id, **case.flat(),
             **environment(torch.device(device_name)), "started_at": dt.datetime.now(dt.timezone.utc)}
 
 
@@ -69,16 +55,15 @@ def error_row(row: dict, exc: BaseException) -> dict:
     return {**row, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
 
 
-def run_one(kind_name: str, suite: str, config: dict, device_name: str) -> dict:
+def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str) -> dict:
     """Run one case into one row; an exception becomes an error row, never a crash."""
-    row = case_row(kind_name, suite, config, device_name)
+    row = case_row(kind, suite, case, device_name)
     try:
-        # run_case may return status "skipped" with the reason in "error" (a peer that cannot run here)
-        return {**row, "status": "ok", "error": None, **KINDS[kind_name].run_case(config, torch.device(device_name))}
+        return {**row, "status": "ok", "error": None, **kind.run_case(case, torch.device(device_name))}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failed case is data: its row says why
-        traceback.print_exc(file=sys.stderr)
+        console.log(traceback.format_exc().rstrip())
         return error_row(row, exc)
 
 
@@ -98,29 +83,29 @@ class SweepReport:
     case_ids: list = field(default_factory=list)
 
 
-def run_sweep(kind: SuiteKind, suite: str, configs: list[dict], store: Store, device: torch.device,
+def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, device: torch.device,
               force=False, executor=local_executor) -> SweepReport:
     """Run every case not yet in the store; Ctrl-C keeps finished rows and the next run resumes."""
-    ids = [case_id(c, kind.identity_ignores) for c in configs]
+    ids = [case.case_id for case in cases]
     done = set() if force else store.done_ids()
-    pending = [(kind.name, suite, c, str(device)) for c, i in zip(configs, ids) if i not in done]
-    report = SweepReport(total=len(configs), skipped=len(configs) - len(pending), case_ids=ids)
+    pending = [(kind, suite, case, str(device)) for case, i in zip(cases, ids) if i not in done]
+    report = SweepReport(total=len(cases), skipped=len(cases) - len(pending), case_ids=ids)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
-    with Progress(*columns, console=stderr, transient=False, disable=not pending) as progress:
-        bar = progress.add_task(f"{suite}", total=len(pending), last="")
+    with Progress(*columns, console=console.stderr, transient=False, disable=not pending) as progress:
+        bar = progress.add_task(suite, total=len(pending), last="")
         try:
             for row in executor(pending, run_one):
                 store.write(row)
                 report.ok += row["status"] == "ok"
                 report.errors += row["status"] == "error"
-                progress.update(bar, advance=1, last=_describe(row))
+                progress.update(bar, advance=1, last=_describe(row, kind.progress_metric))
         except KeyboardInterrupt:
             report.interrupted = True
     return report
 
 
-def _describe(row: dict) -> str:
-    metric = row.get("accuracy", row.get("median_ms"))
-    shown = f"{metric:.3f}" if isinstance(metric, float) else ""
+def _describe(row: dict, metric: str | None) -> str:
+    value = row.get(metric) if metric else None
+    shown = f"{value:.3f}" if isinstance(value, float) else ""
     return f"{row['case_id']} {row['status']} {shown}"

@@ -1,14 +1,15 @@
 """Parquet store: one file per case under <out>/<kind>/, written atomically; readable with pandas.read_parquet."""
 
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import console
 from .errors import BenchError
+from .files import write_atomic
 
 
 class Store:
@@ -32,10 +33,7 @@ class Store:
     def write(self, row: dict):
         """Write one row atomically: a reader never sees a torn file, an interrupted write leaves none."""
         table = to_table(row, self.schema)
-        final = self.path / f"{row['case_id']}.parquet"
-        tmp = self.path / f".{row['case_id']}.{os.getpid()}.tmp"  # dot files are ignored by Parquet readers
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        write_atomic(self.path / f"{row['case_id']}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
 def to_table(row: dict, schema: pa.Schema) -> pa.Table:
@@ -57,7 +55,7 @@ def read_rows(path) -> pd.DataFrame:
         try:
             frames.append(pq.read_table(file).to_pandas())
         except (OSError, pa.ArrowException) as exc:
-            print(f"warning: skipping unreadable {file}: {exc}", file=sys.stderr)
+            console.warn(f"skipping unreadable {file}: {exc}")
     if not frames:
         return pd.DataFrame({"case_id": pd.Series(dtype=str)})
     return pd.concat(frames, ignore_index=True)

@@ -1,27 +1,38 @@
-"""Suite files: TOML data naming a kind, grids of axes and fixed fields. CLI flags override both.
+"""Suite files: TOML data naming a kind, grids of axes and fixed fields, checked against the kind's typed config.
 
 `[grid]` is one cartesian product; `[[grid]]` (an array of tables) is several, whose cases are joined:
-a suite can give short sequences more examples than long ones, as zoology's lists of configs do.
+a suite can give short sequences more examples than long ones, as zoology's lists of configs do. An axis is a
+TOML list, or for a numeric field a range string such as "64..256" (the syntax of rebased_bench/ranges.py).
+CLI flags override suite fields. Any problem is one BenchError naming the file (or the command line), the field
+and what it expected, raised before anything runs.
 """
 
+import dataclasses
 import itertools
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .config import Config, FieldError, flat_fields, value_type
 from .errors import BenchError
+from .kinds import KINDS
 from .ranges import parse_floats, parse_ints
+from .runner import SuiteKind
+
+KEYS = ("kind", "description", "grid", "fixed")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Suite:
     name: str
-    kind: str
+    path: Path
+    kind: SuiteKind
     description: str
-    grids: list[dict]  # each: axis -> list of values, expanded as a cartesian product in file order
-    fixed: dict = field(default_factory=dict)
+    grids: tuple[dict, ...]  # each: axis -> list of values, expanded as a cartesian product in file order
+    fixed: dict
+    flagged: frozenset = frozenset()  # the fields command-line flags set
 
     def override(self, grid: dict, fixed: dict) -> "Suite":
         """A copy with the given (non-None) axes and fixed fields replaced in every grid.
@@ -30,17 +41,31 @@ class Suite:
         """
         grid = {k: v for k, v in grid.items() if v is not None}
         fixed = {k: v for k, v in fixed.items() if v is not None}
-        grids = [{axis: values for axis, values in g.items() if axis not in fixed} | grid for g in self.grids]
-        return Suite(self.name, self.kind, self.description, grids, {**self.fixed, **fixed})
+        grids = tuple({axis: values for axis, values in g.items() if axis not in fixed} | grid for g in self.grids)
+        return dataclasses.replace(self, grids=grids, fixed={**self.fixed, **fixed},
+                                   flagged=self.flagged | set(grid) | set(fixed))
 
     def cases(self) -> list[dict]:
-        """The expanded grids: one config dict per case, duplicates dropped."""
+        """The expanded grids: one dict of flat fields per case, duplicates dropped."""
         cases = {}
         for grid in self.grids:
             for values in itertools.product(*grid.values()):
                 case = {**self.fixed, **dict(zip(grid, values))}
-                cases.setdefault(json.dumps(case, sort_keys=True), case)
+                cases.setdefault(json.dumps(case, sort_keys=True, default=repr), case)
         return list(cases.values())
+
+    def configs(self) -> list[Config]:
+        """Every case as the kind's typed config, checked; the first bad one is a BenchError saying where and why."""
+        configs = []
+        for case in self.cases():
+            try:
+                configs.append(self.kind.config.from_flat(case))
+            except FieldError as exc:
+                raise BenchError(f"{'command line' if exc.field in self.flagged else self.path}: {exc}") from None
+            except BenchError as exc:
+                flags = " with the command-line flags" if self.flagged else ""
+                raise BenchError(f"{self.path}{flags}: {exc}") from None
+        return configs
 
 
 def suite_files() -> dict[str, Path]:
@@ -56,18 +81,53 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         raise BenchError(f"unknown suite {name_or_path!r}; built-in: {', '.join(sorted(builtin))}; or a .toml path")
     try:
-        data = tomllib.loads(path.read_text())
-        grids = data["grid"] if isinstance(data["grid"], list) else [data["grid"]]
-        grids = [{axis: _values(axis, values) for axis, values in grid.items()} for grid in grids]
-        return Suite(path.stem, data["kind"], data.get("description", ""), grids, data.get("fixed", {}))
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise BenchError(f"suite {path}: malformed ({type(exc).__name__}: {exc})") from None
+        return _parse(path, tomllib.loads(path.read_bytes().decode("utf-8")))
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc}") from None
 
 
-def _values(axis, values):
-    """A grid axis as a list: a TOML list, or a range string such as "64..256"."""
-    if isinstance(values, list):
-        return values
-    if isinstance(values, str) and ".." in values:
-        return parse_floats(values, axis) if "." in values.replace("..", "") else parse_ints(values, axis)
-    return [values]
+def _parse(path: Path, data: dict) -> Suite:
+    for key in data:
+        if key not in KEYS:
+            raise BenchError(f"{key}: unknown key; a suite has {', '.join(KEYS)}")
+    for key in ("kind", "grid"):
+        if key not in data:
+            raise BenchError(f"{key}: missing")
+    kind = KINDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if kind is None:
+        raise BenchError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {data['kind']!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise BenchError(f"description: expected a string, got {description!r}")
+    grids = [data["grid"]] if isinstance(data["grid"], dict) else data["grid"]
+    if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
+        raise BenchError(f"grid: expected a table of axes ([grid]) or tables ([[grid]]), got {data['grid']!r}")
+    fixed = data.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise BenchError(f"fixed: expected a table of fields, got {fixed!r}")
+    fields = flat_fields(kind.config)
+    for name in [*fixed, *(axis for grid in grids for axis in grid)]:
+        if name not in fields:
+            raise FieldError(name, f"unknown field; {kind.name} suites take {', '.join(fields)}")
+    grids = tuple({axis: _axis(kind.config, axis, values) for axis, values in grid.items()} for grid in grids)
+    return Suite(path.stem, path, kind, description, grids, fixed)
+
+
+def _axis(config: type[Config], name: str, values) -> list:
+    """A grid axis as a non-empty list: a TOML list, a range string of a numeric field, or one value."""
+    number = value_type(flat_fields(config)[name][1])
+    if isinstance(values, str) and number in (int, float):
+        try:
+            values = [config.field_value(name, values)]  # a string the field takes itself ("paper", "auto")
+        except FieldError:
+            values = (parse_ints if number is int else parse_floats)(values, name)
+    values = values if isinstance(values, list) else [values]
+    if not values:
+        raise FieldError(name, "an empty grid axis (no cases)")
+    return values

@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from rebased_bench.ablate import VARIANTS, affine_summary
+from rebased_bench.kinds.ablate import affine_summary
 from rebased_bench.checkpoints import load_checkpoint
 from rebased_bench.cli import app
 from rebased_bench.kernels.polynomial.naive import naive_parallel_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.models.mixers import SCORE_COEFFS, LinearAttention
+from rebased_bench.models.mixers import FEATURE_MAPS, SCORE_COEFFS, LinearAttention
+from rebased_bench.models.registry import VARIANTS
 from rebased_bench.training import query_loss
 
 TINY = ["--seq-lens", "32", "--d-models", "16", "--epochs", "1", "--train-examples", "64",
@@ -137,6 +138,15 @@ def test_mqar_save_checkpoints_keeps_the_case_id(tmp_path):
     assert payload["metrics"]["accuracy"] == b["accuracy"].iloc[0]
 
 
-def test_unknown_variant_is_exit_code_2(tmp_path):
-    result = invoke("ablate", "--variants", "x3", "--dry-run", "--out", tmp_path)
-    assert result.exit_code == 2 and "unknown variant" in result.stderr
+def test_variants_are_every_feature_map():
+    assert sorted(VARIANTS) == sorted(FEATURE_MAPS)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "x3"], "command line: variant: expected one of 'x2', 'gamma_x2'"),
+    (["--variants", "x2", "--mixers", "rebased"], "No such option: --mixers"),
+])
+def test_bad_ablate_input_is_exit_code_2(args, message, tmp_path):
+    result = invoke("ablate", *args, "--dry-run", "--out", tmp_path)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1

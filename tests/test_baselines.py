@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import rebased_bench.cli  # noqa: F401  (importing the suite kinds registers every mixer they bring)
 from rebased_bench.kernels import selective_scan_chunked, selective_scan_fn, selective_scan_reference
 from rebased_bench.kernels import wkv_chunked, wkv_fn, wkv_reference
 from rebased_bench.models.lm import LanguageModel, MambaBlock, ModelConfig

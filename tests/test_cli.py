@@ -78,7 +78,7 @@ def test_schedule_epochs_is_named_only_when_given(tmp_path):
     (["--suite", "no-such-suite"], "unknown suite"),
     (["--seq-lens", "32", "--num-kv-pairs", "16"], "4 * num_kv_pairs"),
     (["--device", "tpu"], "--device"),
-    (["--schedule-epochs", "0"], "schedule_epochs must be >= 1"),
+    (["--schedule-epochs", "0"], "schedule_epochs: expected a 64-bit integer >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     result = invoke("mqar", *args, "--out", tmp_path, "--dry-run")

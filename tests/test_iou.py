@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from rebased_bench.cli import app
 from rebased_bench.data.mqar import generate, query_index
-from rebased_bench.iou import iou, key_sets, oracle_sets, query_rows
+from rebased_bench.kinds.iou import iou, key_sets, oracle_sets, query_rows
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.models.mixers import LinearAttention, SelfAttention
 
@@ -122,6 +122,9 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
     assert "Attention-map IoU vs conv_attention" in result.stdout and "(top-2;" in result.stdout
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == ["iou-d16-L32-lr0.003-seed0-top2.pdf", "iou-d16-L32-lr0.003-seed0-top2.png"]
+    plotted = invoke("plot", tmp_path, "--suite", "iou", "--out", tmp_path / "plotted")  # heatmaps from map_path
+    assert plotted.exit_code == 0, plotted.output
+    assert {p.name for p in (tmp_path / "plotted").iterdir()} >= set(figures)
     checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "mqar").iterdir()}
     assert len(checkpoints) == 2
     again = invoke("iou", "--mixers", "rebased", *TINY, "--mass", "0.9", "--out", tmp_path)
@@ -132,8 +135,8 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--top-k", "1", "--mass", "0.9"], "mutually exclusive"),
-    (["--mass", "1.5"], "--mass"),
-    (["--top-k", "0"], "--top-k"),
+    (["--mass", "1.5"], "mass: expected a finite number in (0, 1], got 1.5"),
+    (["--top-k", "0"], "top_k: expected a 64-bit integer >= 1, got 0"),
     (["--mixers", "test_iou:NoMapMixer"], "no attention_map"),
 ])
 def test_bad_iou_input_is_exit_code_2(args, message, tmp_path):

@@ -51,7 +51,8 @@ def test_dry_run_expands_batch_and_default_suite():
 
 
 def test_bad_input_is_one_line(tmp_path):
-    for args, message in ((["--providers", "nope"], "unknown 'nope'"), (["--modes", "bwd"], "unknown 'bwd'"),
+    for args, message in ((["--providers", "nope"], "provider: expected one of 'dispatch'"),
+                          (["--modes", "bwd"], "mode: expected one of 'fwd', 'fwd_bwd', got 'bwd'"),
                           (["--seq-lens", "64..32"], "empty range")):
         result = invoke("kernels", *args, "--device", "cpu", "--out", tmp_path)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

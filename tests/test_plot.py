@@ -5,8 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rebased_bench.cli import app
-from rebased_bench.figures import (ablate_figure_data, iou_figure_data, kernels_memory_data, kernels_speedup_data,
-                                   kernels_time_data, mqar_figure_data, plot_results, style)
+from rebased_bench.figures import (PALETTE, ablate_figure_data, iou_figure_data, kernels_memory_data,
+                                   kernels_speedup_data, kernels_time_data, mqar_figure_data, plot_results, style)
+from rebased_bench.kinds.kernel_providers import PROVIDERS
+from rebased_bench.models.registry import MIXERS
 
 
 def mqar_rows(kind="mqar", **extra):
@@ -99,6 +101,10 @@ def test_kernels_speedup_over_a_baseline_matches_shapes_where_it_can():
 def test_palette_is_fixed_and_unknown_names_are_stable():
     assert style("rebased").label == "ReBased" and style("rebased") == style("rebased")
     assert style("my_pkg.mod:Mixer") == style("my_pkg.mod:Mixer")
+
+
+def test_every_built_in_mixer_and_provider_has_its_own_style():
+    assert set(MIXERS) | set(PROVIDERS) <= set(PALETTE)
 
 
 def write_results(folder):

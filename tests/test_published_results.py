@@ -2,14 +2,23 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from rebased_bench.runner import KINDS
-from rebased_bench import cli  # noqa: F401  (registers every suite kind)
+from rebased_bench.cli import app
+from rebased_bench.config import flat_fields
+from rebased_bench.kinds import KINDS
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 FOLDERS = sorted(p for p in RESULTS.rglob("*") if p.is_dir() and p.name in KINDS and any(p.glob("*.parquet")))
+
+
+def planned_ids(tmp_path, *args) -> set[str]:
+    """The case ids a dry run of the command plans (on the CPU, so precision is fp32 unless given)."""
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--dry-run", "--format", "json", "--out", tmp_path])
+    assert result.exit_code == 0, result.output
+    return {row["case_id"] for row in json.loads(result.stdout)}
 
 
 def test_there_are_published_results():
@@ -25,10 +34,30 @@ def test_published_rows_read_with_plain_pandas_and_carry_provenance(folder):
     assert rows["case_id"].is_unique
 
 
-def test_the_published_figure1_sweep_would_resume_not_rerun():
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_every_published_row_is_a_valid_case_with_its_own_id(folder):
+    """Each row's config columns, read back into the kind's typed config, give the row's case id."""
+    config = KINDS[folder.name].config
+    for file in sorted(folder.glob("*.parquet")):
+        for row in pq.read_table(file).to_pylist():
+            case = config.from_flat({name: row[name] for name in flat_fields(config) if name in row})
+            assert case.case_id == row["case_id"], file
+
+
+def test_the_published_figure1_sweep_would_resume_not_rerun(tmp_path):
     """Every case of mqar-fig1-lite has its row in results/: new settings must not change old case ids."""
-    result = CliRunner().invoke(cli.app, ["mqar", "--suite", "mqar-fig1-lite", "--precision", "bf16", "--device", "cpu",
-                                      "--dry-run", "--format", "json", "--out", str(RESULTS / "mqar-fig1-lite")])
-    assert result.exit_code == 0, result.output
-    planned = {row["case_id"] for row in json.loads(result.stdout)}
+    planned = planned_ids(tmp_path, "mqar", "--suite", "mqar-fig1-lite", "--precision", "bf16")
     assert len(planned) == 80 and planned <= set(pd.read_parquet(RESULTS / "mqar-fig1-lite" / "mqar")["case_id"])
+
+
+@pytest.mark.parametrize("command, suite, folder", [
+    ("mqar", "mqar-quick", "mqar-quick/mqar"), ("ablate", "ablate-quick", "ablate"), ("iou", "iou-quick", "iou")])
+def test_quick_suites_plan_exactly_their_published_rows(tmp_path, command, suite, folder):
+    assert planned_ids(tmp_path, command, "--suite", suite) == set(pd.read_parquet(RESULTS / folder)["case_id"])
+
+
+def test_published_kernel_rows_are_cases_of_the_kernel_suites(tmp_path):
+    """results/kernels ran subsets of the four GPU suites (its _README.md): each row is one of their cases."""
+    planned = set().union(*(planned_ids(tmp_path, "kernels", "--suite", suite)
+                            for suite in ("kernels-h100", "kernels-model", "kernels-batch", "kernels-dims")))
+    assert set(pd.read_parquet(RESULTS / "kernels")["case_id"]) <= planned

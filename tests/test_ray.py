@@ -4,6 +4,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from rebased_bench.cli import app
-from rebased_bench.runner import KINDS, SuiteKind, case_id, run_sweep
+from rebased_bench.config import Config, case_id
+from rebased_bench.runner import SuiteKind, run_sweep
 from rebased_bench.store import Store, read_rows
 
 # Small enough to train in a second, with a 16-token vocabulary so accuracies differ between cases.
@@ -38,18 +40,23 @@ batch_size = 16
 """
 
 
-def _toy_case(config, device):
+@dataclass(frozen=True, kw_only=True)
+class Toy(Config):
+    x: int
+
+
+def _toy_case(case, device):
     time.sleep(0.1)  # long enough that a Ctrl-C finds cases still queued
-    if config["x"] == 3:
+    if case.x == 3:
         raise ValueError("three is not allowed")
-    if config["x"] == 4:
+    if case.x == 4:
         os._exit(1)  # the worker dies, as when the OOM killer or an admin kills it
-    if config["x"] == 9:
+    if case.x == 9:
         raise KeyboardInterrupt  # Ray reports this task as cancelled, as after `ray job stop`
-    return {"y": float(config["x"] ** 2)}
+    return {"y": float(case.x ** 2)}
 
 
-TOY = SuiteKind("toy-ray", pa.schema([("x", pa.int64()), ("y", pa.float64())]), _toy_case)
+TOY = SuiteKind("toy-ray", Toy, pa.schema([("y", pa.float64())]), _toy_case)
 
 
 @pytest.fixture(scope="session")
@@ -65,19 +72,12 @@ def ray():
     patch.undo()
 
 
-@pytest.fixture
-def toy_kind():
-    KINDS[TOY.name] = TOY
-    yield TOY
-    KINDS.pop(TOY.name)
-
-
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _toy_sweep(out, xs, executor):
-    return run_sweep(TOY, "toy-suite", [{"x": x} for x in xs], Store(out, TOY.name, TOY.schema), torch.device("cpu"),
+    return run_sweep(TOY, "toy-suite", [Toy(x=x) for x in xs], Store(out, TOY.name, TOY.schema), torch.device("cpu"),
                      executor=executor)
 
 
@@ -95,7 +95,7 @@ def test_ray_and_local_executors_give_the_same_rows(ray, tmp_path):
     assert set(local["status"]) == {"ok"} and local["accuracy"].nunique() > 1  # not equal by all being 0
 
 
-def test_a_case_that_raises_or_kills_its_worker_is_an_error_row(ray, toy_kind, tmp_path):
+def test_a_case_that_raises_or_kills_its_worker_is_an_error_row(ray, tmp_path):
     from rebased_bench.ray_executor import ray_executor
     report = _toy_sweep(tmp_path, [1, 2, 3, 4, 5], ray_executor)
     rows = read_rows(tmp_path / TOY.name).set_index("x")
@@ -106,7 +106,7 @@ def test_a_case_that_raises_or_kills_its_worker_is_an_error_row(ray, toy_kind, t
     assert rows.loc[5, "y"] == 25.0 and rows.loc[5, "status"] == "ok"
 
 
-def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, toy_kind, tmp_path):
+def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, tmp_path):
     from rebased_bench.ray_executor import ray_executor
 
     def interrupted_after_two(tasks, run):
@@ -128,7 +128,7 @@ def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, toy_kind, tm
     assert list(resumed) == list(kept["started_at"])  # the finished rows were kept, not run again
 
 
-def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray, toy_kind, tmp_path):
+def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray, tmp_path):
     from rebased_bench.ray_executor import ray_executor
     report = _toy_sweep(tmp_path, [9], ray_executor)
     assert report.interrupted and report.ok + report.errors == 0

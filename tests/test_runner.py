@@ -1,37 +1,40 @@
+from dataclasses import dataclass
+
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from rebased_bench.errors import BenchError
-from rebased_bench.runner import SuiteKind, case_id, run_sweep
-from rebased_bench.store import Store, read_rows
-
 import torch
+
+from rebased_bench.config import Config, case_id
+from rebased_bench.errors import BenchError
+from rebased_bench.runner import SuiteKind, run_sweep
+from rebased_bench.store import Store, read_rows
 
 CALLS = []
 
 
-def _square(config, device):
-    CALLS.append(config["x"])
-    if config["x"] == 3:
+@dataclass(frozen=True, kw_only=True)
+class Toy(Config):
+    x: int
+
+
+def _square(case, device):
+    CALLS.append(case.x)
+    if case.x == 3:
         raise ValueError("three is not allowed")
-    return {"y": float(config["x"] ** 2)}
+    return {"y": float(case.x ** 2)}
 
 
-KIND = SuiteKind("toy", pa.schema([("x", pa.int64()), ("y", pa.float64())]), _square)
+KIND = SuiteKind("toy", Toy, pa.schema([("y", pa.float64())]), _square)
 
 
 @pytest.fixture(autouse=True)
-def _register():
-    from rebased_bench.runner import KINDS
-    KINDS["toy"] = KIND
+def _clear_calls():
     CALLS.clear()
-    yield
-    KINDS.pop("toy")
 
 
 def _sweep(tmp_path, xs, **kwargs):
-    return run_sweep(KIND, "toy-suite", [{"x": x} for x in xs], Store(tmp_path, "toy", KIND.schema),
+    return run_sweep(KIND, "toy-suite", [Toy(x=x) for x in xs], Store(tmp_path, "toy", KIND.schema),
                      torch.device("cpu"), **kwargs)
 
 
@@ -81,6 +84,7 @@ def test_corrupt_files_are_reported_and_skipped(tmp_path, capsys):
 def test_case_ids_are_stable_hashes_of_the_config():
     assert case_id({"a": 1, "b": 2.0}) == case_id({"b": 2.0, "a": 1})
     assert case_id({"a": 1}) != case_id({"a": 2})
+    assert Toy(x=4).case_id == case_id({"x": 4})
 
 
 def test_unwritable_out_is_a_bench_error(tmp_path):
@@ -91,7 +95,7 @@ def test_unwritable_out_is_a_bench_error(tmp_path):
 
 
 def test_best_lr_never_pools_runs_of_different_settings():
-    from rebased_bench.analysis import best_lr
+    from rebased_bench.kinds.mqar import best_lr
     rows = pd.DataFrame({
         "status": ["ok"] * 5 + ["error"], "mixer": ["m"] * 6, "d_model": [64] * 6, "seq_len": [64] * 6,
         "lr": [1e-3, 1e-3, 3e-3, 1e-3, 1e-3, 1e-2], "seed": [0, 1, 0, 0, 1, 0], "epochs": [2, 2, 2, 8, 8, 2],
@@ -113,11 +117,12 @@ def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
         (64, 800, 2), (128, 200, 2), (256, 200, 2)]
     flagged = suite.override({"seq_len": [64]}, {"train_examples": 50, "epochs": None})
     assert flagged.cases() == [{"epochs": 2, "seq_len": 64, "train_examples": 50}]
+    assert flagged.flagged == {"seq_len", "train_examples"}
 
 
 def test_summaries_label_rows_with_the_settings_that_differ():
-    from rebased_bench.ablate import summary as ablate_summary
-    from rebased_bench.mqar import summary as mqar_summary
+    from rebased_bench.kinds.ablate import summary as ablate_summary
+    from rebased_bench.kinds.mqar import summary as mqar_summary
     rows = pd.DataFrame({
         "status": ["ok"] * 4, "mixer": ["m"] * 4, "variant": ["x2"] * 4, "d_model": [64] * 4, "seq_len": [64] * 4,
         "lr": [1e-3] * 4, "seed": [0, 1, 0, 1], "epochs": [2, 2, 8, 8], "accuracy": [0.2, 0.4, 0.9, 0.7]})

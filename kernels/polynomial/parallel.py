@@ -4,13 +4,13 @@ The Triton kernels are in parallel_kernels.py. Under TRITON_INTERPRET=1 (set bef
 same kernels run on CPU tensors through Triton's interpreter, with small tiles; the tests use that on CPU.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import triton
 
+from ..launch import empty, interpreted
 from .naive import BASED_COEFFS, REBASED_COEFFS
 from .parallel_kernels import (
     gram_tile_kernel,
@@ -20,11 +20,7 @@ from .parallel_kernels import (
     parallel_poly_fwd_kernel,
 )
 
-# True when the kernels were built by Triton's interpreter (TRITON_INTERPRET=1 at import)
-INTERPRET = not isinstance(parallel_poly_fwd_kernel, triton.runtime.JITFunction)
-# Debug aid for tests: fill every buffer the kernels allocate with NaN, so an element a kernel forgets to write
-# (or an intermediate it reads before it was written) shows up as NaN in the result.
-POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
+INTERPRET = interpreted(parallel_poly_fwd_kernel)
 # How the forward sums the denominator (_zsum in parallel_kernels.py): 2 = on the tensor core, over the scores
 # exactly as rounded for the value product. 0 (fp32 sums of unrounded scores) and 1 (rounded on the CUDA cores)
 # are kept so the benchmark can price them; 0 leaves dq, dk noise ~ 1/|q.k| where one tiny score dominates a row.
@@ -64,11 +60,6 @@ INTERPRET_TILES = {"fwd": Tiles(32, 16), "fwd_prefix": Tiles(32, 16), "dq": Tile
 TILES = INTERPRET_TILES if INTERPRET else GPU_TILES
 
 
-def _empty(shape, dtype, device):
-    x = torch.empty(shape, dtype=dtype, device=device)
-    return x.fill_(float("nan")) if POISON else x
-
-
 def _strided(x):
     # the kernels index the last dim with stride 1; any other strides are passed through
     return x if x.stride(-1) == 1 else x.contiguous()
@@ -100,15 +91,15 @@ def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     V = v.shape[-1]
     if square:
         eps = eps / a2  # sum a2 x^2 v / (sum a2 x^2 + eps) = sum x^2 v / (sum x^2 + eps / a2)
-    o = _empty((B, T, H, V), v.dtype, q.device)
-    z = _empty((B, H, T), torch.float32, q.device)
+    o = empty((B, T, H, V), dtype=v.dtype, device=q.device)
+    z = empty((B, H, T), dtype=torch.float32, device=q.device)
     g = None
     if square and Z_MODE == 2 and BK <= 32 and T >= TILES["z_prefix_min_t"]:
         # g[bh, j] = sum of k k^T over key tiles 0..j (fp32 [BK, BK] each): q^T g[bh, i - 1] q is the denominator
         # over the keys before query tile i, so the kernel's loop skips p @ 1 there
         t = TILES["fwd_prefix"]
         NT = triton.cdiv(T, t.BT)
-        g = _empty((B * H, NT, BK, BK), torch.float32, q.device)
+        g = empty((B * H, NT, BK, BK), dtype=torch.float32, device=q.device)
         gram_tile_kernel[(B * H, NT)](k, g, *k.stride()[:3], T, H, K=K, BT=t.BT, BK=BK, INTERPRET=INTERPRET)
         g = torch.cumsum(g, 1)
     else:
@@ -131,16 +122,17 @@ def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     NV = triton.cdiv(V, BV)
     dev = q.device
     # do / z stays in bf16 only for bf16 values; fp16 could flush it to zero when z is large
-    dos = _empty((B, H, T, V), v.dtype if v.dtype == torch.bfloat16 else torch.float32, dev)
-    delta = _empty((B, H, T), torch.float32, dev)
+    dos = empty((B, H, T, V), dtype=v.dtype if v.dtype == torch.bfloat16 else torch.float32, device=dev)
+    delta = empty((B, H, T), dtype=torch.float32, device=dev)
     BT_PREP = 16 if INTERPRET else 64
     parallel_poly_bwd_prep_kernel[(B * H, triton.cdiv(T, BT_PREP))](
         o, do, z, dos, delta, *o.stride()[:3], *do.stride()[:3], T, H, V=V, BT=BT_PREP, BV=BV, INTERPRET=INTERPRET,
     )
     # with one value block the kernels write the gradients directly; else fp32 partial sums over value blocks
-    dq = _empty((NV, B, T, H, K), torch.float32, dev) if NV > 1 else _empty((1, B, T, H, K), q.dtype, dev)
-    dk = _empty((NV, B, T, H, K), torch.float32, dev) if NV > 1 else _empty((1, B, T, H, K), k.dtype, dev)
-    dv = _empty((B, T, H, V), v.dtype, dev)
+    partial = (NV, B, T, H, K) if NV > 1 else (1, B, T, H, K)
+    dq = empty(partial, dtype=torch.float32 if NV > 1 else q.dtype, device=dev)
+    dk = empty(partial, dtype=torch.float32 if NV > 1 else k.dtype, device=dev)
+    dv = empty((B, T, H, V), dtype=v.dtype, device=dev)
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3])
     flags = dict(K=K, V=V, BK=BK, BV=BV, SQUARE=square, INTERPRET=INTERPRET)
     t = TILES["dq"]

@@ -7,11 +7,11 @@ segment's prefix. Memory is O(seq_len): the snapshots are seq_len / BT x D' x dv
 """
 
 import functools
-import os
 
 import torch
 import triton
 
+from ..launch import empty
 from .tuned import CONFIG as TUNED_CONFIG
 from .chunk_kernels import (
     chunk_rebased_bwd_dkdv_kernel,
@@ -23,15 +23,6 @@ from .chunk_kernels import (
 
 # Launch shape (BT chunk length, BF feature block, ...): tuned.py, written from measurements on the H100
 CONFIG = dict(TUNED_CONFIG)
-
-# Debug aid shared with the parallel kernel: NaN-fill every buffer the kernels allocate, so an element a kernel
-# forgets to write (or a snapshot it reads before it was written) shows up as NaN. Tests flip it per test.
-POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
-
-
-def _empty(*shape, **kw):
-    x = torch.empty(*shape, **kw)
-    return x.fill_(float("nan")) if POISON else x
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,10 +69,10 @@ def _states(x, y, den, r, scale, init, cfg, dot_dtype, reverse):
     nt = triton.cdiv(t, bt)
     cps = _segments(nt, (dp // bf) * b * nh, x.device, cfg)
     ns = triton.cdiv(nt, cps)
-    h = _empty(b * nh, nt, dp, dv, device=x.device, dtype=dot_dtype)
-    hz = _empty(b * nh, nt, dp, device=x.device, dtype=torch.float32)
-    hs = _empty(b * nh, ns, dp, dv, device=x.device, dtype=torch.float32)
-    hzs = _empty(b * nh, ns, dp, device=x.device, dtype=torch.float32)
+    h = empty(b * nh, nt, dp, dv, device=x.device, dtype=dot_dtype)
+    hz = empty(b * nh, nt, dp, device=x.device, dtype=torch.float32)
+    hs = empty(b * nh, ns, dp, dv, device=x.device, dtype=torch.float32)
+    hzs = empty(b * nh, ns, dp, device=x.device, dtype=torch.float32)
     chunk_rebased_state_kernel[(dp // bf, b * nh * ns)](
         x, y, den, r, fI, fJ, h, hz, hs, hzs, scale, t, nt, cps,
         H=nh, K=d, V=dv, DF=d * (d + 1) // 2, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv),
@@ -89,8 +80,8 @@ def _states(x, y, den, r, scale, init, cfg, dot_dtype, reverse):
     )
     # exclusive scan of the segment totals (towards the start when reverse), from init; totals out
     S0, z0 = init
-    St = _empty(b * nh, dp, dv, device=x.device, dtype=torch.float32)
-    zt = _empty(b * nh, dp, device=x.device, dtype=torch.float32)
+    St = empty(b * nh, dp, dv, device=x.device, dtype=torch.float32)
+    zt = empty(b * nh, dp, device=x.device, dtype=torch.float32)
     for seg, start, total, n in ((hs, S0, St, dp * dv), (hzs, z0, zt, dp)):
         block = min(1024, triton.next_power_of_2(n))
         chunk_rebased_scan_kernel[(triton.cdiv(n, block), b * nh)](
@@ -127,8 +118,8 @@ class ChunkRebasedFunction(torch.autograd.Function):
         h, hz, hs, hzs, cps, (St, zt) = _states(k, v, None, None, 1.0, init, cfg, dt, reverse=False)
         nt = triton.cdiv(t, bt)
         bk, bv = _pow2(d), min(_pow2(dv), 128)
-        o = _empty(b, t, nh, dv, device=q.device, dtype=v.dtype)
-        den = _empty(b, t, nh, device=q.device, dtype=torch.float32)
+        o = empty(b, t, nh, dv, device=q.device, dtype=v.dtype)
+        den = empty(b, t, nh, device=q.device, dtype=torch.float32)
         chunk_rebased_fwd_o_kernel[(triton.cdiv(dv, bv), nt, b * nh)](
             q, k, v, h, hz, hs, hzs, fI, fJ, o, den, scale, eps, t, nt, cps,
             H=nh, K=d, V=dv, DF=df, DP=dp, BT=bt, BK=bk, BF=bf, BV=bv, PREC=_precision(dt), num_warps=cfg["warps_o"],
@@ -152,7 +143,7 @@ class ChunkRebasedFunction(torch.autograd.Function):
         nt = triton.cdiv(t, bt)
         shape = dict(H=nh, K=d, V=dv, DF=df, DP=dp, BT=bt, BK=_pow2(d), BF=bf, BV=_pow2(dv), PREC=_precision(dt))
         h, hz, hs, hzs, cps, _ = _states(k, v, None, None, 1.0, (S0, z0), cfg, dt, reverse=False)
-        dq, r = _empty(q.shape, device=q.device, dtype=q.dtype), _empty(b, t, nh, device=q.device, dtype=torch.float32)
+        dq, r = empty(q.shape, device=q.device, dtype=q.dtype), empty(b, t, nh, device=q.device, dtype=torch.float32)
         chunk_rebased_bwd_dq_kernel[(nt, b * nh)](
             q, k, v, do, den, r, h, hz, hs, hzs, fI, fJ, dq, scale, t, nt, cps, **shape, num_warps=cfg["warps_bwd"],
         )
@@ -161,7 +152,7 @@ class ChunkRebasedFunction(torch.autograd.Function):
         used = ctx.needs_final_state
         dinit = _pad_state((dSt, -dzt) if used else None, b, nh, dp, dv, q.device)
         dh, dhz, dhs, dhzs, _, (dS0, mdz0) = _states(q, do, den, r, scale, dinit, cfg, dt, reverse=True)
-        dk, dvv = _empty(k.shape, device=q.device, dtype=k.dtype), _empty(v.shape, device=q.device, dtype=v.dtype)
+        dk, dvv = empty(k.shape, device=q.device, dtype=k.dtype), empty(v.shape, device=q.device, dtype=v.dtype)
         chunk_rebased_bwd_dkdv_kernel[(nt, b * nh)](
             q, k, v, do, den, r, dh, dhz, dhs, dhzs, fI, fJ, dk, dvv, scale, t, nt, cps, **shape, num_warps=cfg["warps_bwd"],
         )

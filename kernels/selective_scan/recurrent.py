@@ -4,18 +4,13 @@ The Triton kernels are in recurrent_kernels.py. Under TRITON_INTERPRET=1 (set be
 kernels run on CPU tensors through Triton's interpreter with small tiles; the tests use that on CPU.
 """
 
-import os
-
 import torch
 import triton
 
+from ..launch import empty, interpreted
 from .recurrent_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 
-# True when the kernels were built by Triton's interpreter (TRITON_INTERPRET=1 at import)
-INTERPRET = not isinstance(selective_scan_fwd_kernel, triton.runtime.JITFunction)
-# Debug aid for tests: NaN-fill every buffer the wrapper allocates, so an element a kernel forgets to write (or
-# a checkpoint it reads before it was written) shows up as NaN in the result.
-POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
+INTERPRET = interpreted(selective_scan_fwd_kernel)
 # BD channels per program, CHUNK steps between stored states, STAGES of pipelined loads. GPU: one warp per program
 # keeps every reduction inside the warp, and 16 channels make 1024 programs at the benchmark's batch 64 x d_inner
 # 256. On the H100 there (fp32 inputs, forward + backward; results/kernels/_step_bench/explore_bench.log) STAGES 3
@@ -24,11 +19,6 @@ POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
 GPU_CONFIG = {"BD": 16, "CHUNK": 32, "num_warps": 1, "STAGES": 3}
 INTERPRET_CONFIG = {"BD": 4, "CHUNK": 8, "num_warps": 1, "STAGES": 1}
 CONFIG = dict(INTERPRET_CONFIG if INTERPRET else GPU_CONFIG)
-
-
-def _empty(*shape, dtype=torch.float32, device=None):
-    x = torch.empty(*shape, dtype=dtype, device=device)
-    return x.fill_(float("nan")) if POISON else x
 
 
 def _launch(cfg):
@@ -59,8 +49,8 @@ def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
     batch, T, DI = u.shape
     N = A.shape[1]
     NC = triton.cdiv(T, cfg["CHUNK"])
-    y = _empty(batch, T, DI, device=u.device)
-    hc = _empty(batch, NC, DI, N, device=u.device)
+    y = empty(batch, T, DI, device=u.device)
+    hc = empty(batch, NC, DI, N, device=u.device)
     selective_scan_fwd_kernel[(triton.cdiv(DI, cfg["BD"]), batch)](
         u, dt, A, B, C, *(u if x is None else x for x in (D, z, bias)), y, hc, T, NC, DI, N,
         **_flags(D, z, bias, softplus, N, cfg),
@@ -77,11 +67,11 @@ def selective_scan_bwd(u, dt, A, B, C, D, z, bias, softplus, hc, dy, cfg):
     ND = triton.cdiv(DI, BD)
     dev = u.device
     dy = dy.contiguous()
-    hs = _empty(batch, ND, CHUNK + 1, BD, triton.next_power_of_2(N), device=dev)
-    du, ddt, dz = (_empty(batch, T, DI, device=dev) for _ in range(3))
-    dA = _empty(batch, DI, N, device=dev)
-    dB, dC = _empty(ND, batch, T, N, device=dev), _empty(ND, batch, T, N, device=dev)
-    dD, dbias = _empty(batch, DI, device=dev), _empty(batch, DI, device=dev)
+    hs = empty(batch, ND, CHUNK + 1, BD, triton.next_power_of_2(N), device=dev)
+    du, ddt, dz = (empty(batch, T, DI, device=dev) for _ in range(3))
+    dA = empty(batch, DI, N, device=dev)
+    dB, dC = empty(ND, batch, T, N, device=dev), empty(ND, batch, T, N, device=dev)
+    dD, dbias = empty(batch, DI, device=dev), empty(batch, DI, device=dev)
     selective_scan_bwd_kernel[(ND, batch)](
         u, dt, A, B, C, *(u if x is None else x for x in (D, z, bias)), dy, hc, hs,
         du, ddt, dA, dB, dC, dD, dz, dbias, T, hc.shape[1], DI, N, **_flags(D, z, bias, softplus, N, cfg),

@@ -4,18 +4,13 @@ The Triton kernels are in recurrent_kernels.py. Under TRITON_INTERPRET=1 (set be
 kernels run on CPU tensors through Triton's interpreter with small tiles; the tests use that on CPU.
 """
 
-import os
-
 import torch
 import triton
 
+from ..launch import empty, interpreted
 from .recurrent_kernels import wkv_bwd_kernel, wkv_fwd_kernel
 
-# True when the kernels were built by Triton's interpreter (TRITON_INTERPRET=1 at import)
-INTERPRET = not isinstance(wkv_fwd_kernel, triton.runtime.JITFunction)
-# Debug aid for tests: NaN-fill every buffer the wrapper allocates, so an element a kernel forgets to write (or
-# scratch it reads before it was written) shows up as NaN in the result.
-POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
+INTERPRET = interpreted(wkv_fwd_kernel)
 # BC channels per program: one warp of 32 channels, one channel per thread as in the official kernel; STAGES of
 # pipelined loads. On the H100 at the benchmark's shape (fp32 inputs, forward + backward;
 # results/kernels/_step_bench/explore_bench.log) STAGES 3 took WKV from 3.42 to 2.14 ms (STAGES 2: 3.81); BC 16
@@ -24,11 +19,6 @@ POISON = os.environ.get("REBASED_KERNELS_POISON", "0") == "1"
 GPU_CONFIG = {"BC": 32, "num_warps": 1, "STAGES": 3}
 INTERPRET_CONFIG = {"BC": 8, "num_warps": 1, "STAGES": 1}
 CONFIG = dict(INTERPRET_CONFIG if INTERPRET else GPU_CONFIG)
-
-
-def _empty(*shape, device=None):
-    x = torch.empty(*shape, dtype=torch.float32, device=device)
-    return x.fill_(float("nan")) if POISON else x
 
 
 def _strided(x):
@@ -44,7 +34,7 @@ def _launch(cfg):
 def wkv_fwd(w, u, k, v, cfg):
     """y (batch, T, C) fp32."""
     batch, T, C = k.shape
-    y = _empty(batch, T, C, device=k.device)
+    y = empty(batch, T, C, device=k.device)
     wkv_fwd_kernel[(triton.cdiv(C, cfg["BC"]), batch)](
         w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], T, C, BC=cfg["BC"], STAGES=cfg["STAGES"], **_launch(cfg),
     )
@@ -56,9 +46,9 @@ def wkv_bwd(w, u, k, v, y, dy, cfg):
     batch, T, C = k.shape
     dev = k.device
     dy = _strided(dy)
-    dw, du = _empty(batch, C, device=dev), _empty(batch, C, device=dev)
-    dk, dv = _empty(batch, T, C, device=dev), _empty(batch, T, C, device=dev)
-    qs, ps = _empty(batch, T, C, device=dev), _empty(batch, T, C, device=dev)
+    dw, du = empty(batch, C, device=dev), empty(batch, C, device=dev)
+    dk, dv = empty(batch, T, C, device=dev), empty(batch, T, C, device=dev)
+    qs, ps = empty(batch, T, C, device=dev), empty(batch, T, C, device=dev)
     wkv_bwd_kernel[(triton.cdiv(C, cfg["BC"]), batch)](
         w, u, k, v, y, dy, dw, du, dk, dv, qs, ps, *k.stride()[:2], *v.stride()[:2], *dy.stride()[:2],
         T, C, BC=cfg["BC"], STAGES=cfg["STAGES"], **_launch(cfg),

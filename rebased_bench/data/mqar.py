@@ -3,13 +3,14 @@
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import console
 from ..errors import BenchError
+from ..files import write_atomic
 
 IGNORE_INDEX = -100
 _CHUNK = 2048  # examples per vectorized draw: bounds the (chunk, vocab/2) random matrix to ~64 MB
@@ -108,10 +109,7 @@ def cached_generate(num_examples, seq_len, num_kv_pairs, vocab_size=8192, power_
         except Exception:  # a torn cache file is regenerated, never fatal
             pass
     data = generate(num_examples, seq_len, num_kv_pairs, vocab_size, power_a, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(data, tmp))
     return data
 
 
@@ -122,7 +120,7 @@ def train_test(train_examples, test_examples, seq_len, num_kv_pairs, vocab_size=
     test = cached_generate(test_examples, seq_len, num_kv_pairs, vocab_size, power_a, test_seed)
     leaked = _leak_fraction(train[0], test[0])
     if leaked > 0.001:
-        warnings.warn(f"MQAR: {leaked:.2%} of test sequences also appear in train")
+        console.warn(f"MQAR: {leaked:.2%} of test sequences also appear in train")
     return train, test
 
 

@@ -1,30 +1,32 @@
 """Figures from result rows: `plot_results(rows, out)` draws every figure the rows support, PNG and PDF.
 
-File names depend only on the data: mqar_<suite>, ablate_<suite>, iou_<suite>,
-kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory}.
+File names depend only on the data: mqar_<suite>, ablate_<suite>, iou_<suite> and the IoU heatmaps
+iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>, kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory}.
+Built on matplotlib's object API (no pyplot, no global backend): headless, safe to import from any command.
 """
 
-import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
+from .. import console
 from ..errors import BenchError
+from ..kinds import KINDS, ablate, iou, kernels, mqar
 from .data import (IOU_CONFIG, ablate_figure_data, iou_figure_data, kernels_memory_data, kernels_speedup_data,
                    kernels_time_data, mqar_figure_data)
 from .draw import draw_ablate, draw_iou, draw_kernels, draw_mqar
+from .heatmaps import draw_attention_heatmaps, plot_iou_heatmaps
 from .style import PALETTE, safe_name, save, style
 
-__all__ = ["KINDS", "PALETTE", "plot_results", "style", "mqar_figure_data", "ablate_figure_data", "iou_figure_data",
-           "kernels_time_data", "kernels_speedup_data", "kernels_memory_data"]
+__all__ = ["PALETTE", "plot_results", "plot_iou_heatmaps", "draw_attention_heatmaps", "style", "mqar_figure_data",
+           "ablate_figure_data", "iou_figure_data", "kernels_time_data", "kernels_speedup_data", "kernels_memory_data"]
 
-KINDS = ("mqar", "kernels", "ablate", "iou")
 DEFAULT_BASELINE = "sdpa"
-INT_COLUMNS = ("seq_len", "d_model", "batch", "heads", "d", "dv", "top_k", "seed")
 
 
 def _note(text: str):
-    print(f"plot: {text}", file=sys.stderr)
+    console.log(f"plot: {text}")
 
 
 def _per_suite(frame, out: Path, prefix: str, draw) -> list[Path]:
@@ -46,10 +48,11 @@ def plot_ablate(rows, out: Path, **_) -> list[Path]:
 
 
 def plot_iou(rows, out: Path, **_) -> list[Path]:
-    """Bars of IoU per model, one figure per suite (the heatmaps are drawn by the iou command's own code)."""
+    """Bars of IoU per model, one figure per suite; heatmaps of the example maps the rows point to."""
     bars = iou_figure_data(rows)
     config = [c for c in IOU_CONFIG if c in bars]
-    return _per_suite(bars, out, "iou", lambda subset, suite: draw_iou(subset, suite, config))
+    heatmaps = plot_iou_heatmaps(rows, out)
+    return _per_suite(bars, out, "iou", lambda subset, suite: draw_iou(subset, suite, config)) + heatmaps
 
 
 def plot_kernels(rows, out: Path, baseline: str | None = None) -> list[Path]:
@@ -97,33 +100,35 @@ def _same_sweep(frame: pd.DataFrame, key: tuple, family: list[str]) -> pd.DataFr
     return frame[mask]
 
 
-def _own_columns(rows: pd.DataFrame) -> pd.DataFrame:
+def _own_columns(rows: pd.DataFrame, kind) -> pd.DataFrame:
     """One kind's rows as it wrote them: read together with other kinds, its integer columns came back as floats
     (another kind's rows have no seq_len, say, so NaN there), which would print as "Sequence Length: 256.0"."""
     rows = rows.dropna(axis=1, how="all")
-    for column in INT_COLUMNS:
+    for column in (field.name for field in kind.schema if pa.types.is_integer(field.type)):
         if column in rows and rows[column].notna().all() and (rows[column] % 1 == 0).all():
             rows = rows.assign(**{column: rows[column].astype("int64")})
     return rows
 
 
-PLOTTERS = {"mqar": plot_mqar, "kernels": plot_kernels, "ablate": plot_ablate, "iou": plot_iou}
+# The figures of each kind, by kind name (the kinds' registry is the one list of names).
+PLOTTERS = {mqar.KIND.name: plot_mqar, kernels.KIND.name: plot_kernels, ablate.KIND.name: plot_ablate,
+            iou.KIND.name: plot_iou}
 
 
 def plot_results(rows: pd.DataFrame, out: Path, kinds=None, baseline: str | None = None) -> list[Path]:
     """Draw every figure the rows support (of `kinds`, default all present); returns the files written."""
     present = set(rows["kind"].dropna()) if "kind" in rows else set()
-    for unknown in sorted(present - set(KINDS)):
+    for unknown in sorted(present - set(PLOTTERS)):
         _note(f"no figure for rows of kind {unknown!r}")
-    wanted = [k for k in (kinds or KINDS) if k in present]
+    wanted = [k for k in (kinds or PLOTTERS) if k in present]
     if kinds and not wanted:
         raise BenchError(f"no {' or '.join(kinds)} rows to plot")
     paths = []
     for kind in wanted:
-        written = PLOTTERS[kind](_own_columns(rows[rows["kind"] == kind]), Path(out), baseline=baseline)
+        written = PLOTTERS[kind](_own_columns(rows[rows["kind"] == kind], KINDS[kind]), Path(out), baseline=baseline)
         if not written:
             _note(f"{kind}: no figure (no ok rows with the columns it needs)")
         paths += written
     if not paths:
-        raise BenchError("no figure to draw: no ok rows of a kind plot knows (mqar, kernels, ablate, iou)")
+        raise BenchError(f"no figure to draw: no ok rows of a kind plot knows ({', '.join(PLOTTERS)})")
     return paths

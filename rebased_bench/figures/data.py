@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from ..analysis import best_lr
+from ..kinds.mqar import best_lr
 
 # Config columns that tell two IoU measurements apart besides the mixer and the seed.
 IOU_CONFIG = ("seq_len", "d_model", "top_k", "mass")

@@ -8,6 +8,9 @@ from pathlib import Path
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend, headless by construction
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
+from ..files import write_atomic
+from ..models.registry import VARIANTS
+
 
 @dataclass(frozen=True)
 class Style:
@@ -56,7 +59,7 @@ def style(name: str) -> Style:
 
 
 # Bars of the feature-map ablation in the paper's table order (simplest map first, Based last).
-ABLATION_ORDER = ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased", "rebased_shared", "based")
+ABLATION_ORDER = VARIANTS
 
 
 def order(names, first=tuple(PALETTE)) -> list:
@@ -120,11 +123,10 @@ def safe_name(text) -> str:
 
 
 def save(fig, out: Path, stem: str) -> list[Path]:
-    """Write the figure as PNG and PDF; PDFs carry no creation date, so the same data gives the same file."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the figure as `stem`.png and `stem`.pdf, atomically; PDFs carry no creation date, so the same data
+    gives the same file. Returns the paths."""
     paths = []
-    for suffix, metadata in ((".png", {"Software": None}), (".pdf", {"CreationDate": None})):
-        path = out / f"{stem}{suffix}"
-        fig.savefig(path, dpi=150, metadata=metadata)
-        paths.append(path)
+    for fmt, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
+        path = out / f"{stem}.{fmt}"  # not with_suffix: stems hold dots (lr0.003)
+        paths.append(write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, metadata=metadata)))
     return paths

@@ -35,12 +35,13 @@ def _linear(feature_map):
     return make
 
 
+# The feature maps of LinearAttention (FEATURE_MAPS) in the paper's ablation-table order, simplest first, then
+# flash-linear-attention's shared-γ/β ReBased and Based: each is a mixer of every suite and a variant of `ablate`.
+VARIANTS = ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased", "rebased_shared", "based")
+
 register("attention")(lambda d_model, layer_idx, value_dim_quirk=True: SelfAttention(d_model, num_heads=1))
 register("conv_attention")(based_recipe(lambda d_model, _: SelfAttention(d_model, num_heads=1)))
-register("based")(based_recipe(_linear("based")))
-register("rebased")(based_recipe(_linear("rebased")))
-# Feature-map ablations of the same LinearAttention layer (see FEATURE_MAPS), usable in every suite.
-for _variant in ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased_shared"):
+for _variant in VARIANTS:
     register(_variant)(based_recipe(_linear(_variant)))
 # The paper's other baselines replace the recipe: the mixer in every layer (2 Mamba blocks, 2 RWKV time mixers).
 register("mamba")(lambda d_model, layer_idx, value_dim_quirk=True: Mamba(d_model))

@@ -115,7 +115,7 @@ def test_poisoned_buffers_are_all_written(monkeypatch):
         allocated.append(x)
         return x
 
-    monkeypatch.setattr(chunk_mod, "_empty", recording_empty)
+    monkeypatch.setattr(chunk_mod, "empty", recording_empty)
     q, k, v = inputs(2, 37, 2, 8, 24, torch.float32, seed=1)
     o, _ = chunk_rebased(q, k, v, chunk_size=16, chunks_per_segment=1)
     do = torch.randn_like(o)

@@ -13,6 +13,7 @@ import torch
 
 import kernel_checks
 
+from rebased_bench.kernels import launch
 from rebased_bench.kernels.polynomial import parallel
 from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_polynomial
 
@@ -27,7 +28,7 @@ ABS_TOL = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 1e-2}
 
 @pytest.fixture(autouse=True)
 def poison(monkeypatch):
-    monkeypatch.setattr(parallel, "POISON", True)
+    monkeypatch.setattr(launch, "POISON", True)
 
 
 def make_inputs(B, T, H, D, DV, dtype_qk, dtype_v, qk_std=1.0, seed=0):
@@ -134,8 +135,8 @@ def test_poison_detects_unwritten_output():
     o, z = parallel.parallel_poly_fwd(q, k, v, REBASED_COEFFS)
     assert torch.isfinite(o).all() and torch.isfinite(z).all()
     tiles = parallel.TILES["fwd"]
-    short = parallel._empty(o.shape, o.dtype, o.device)
-    zs = parallel._empty(z.shape, z.dtype, z.device)
+    short = launch.empty(o.shape, dtype=o.dtype, device=o.device)
+    zs = launch.empty(z.shape, dtype=z.dtype, device=z.device)
     square, a0, a1, a2, BK, BV = parallel._prepare(q, k, v, REBASED_COEFFS, None)
     n_tiles = -(-70 // tiles.BT)
     grid = (1, 1, n_tiles - 1)  # tiles are numbered from the grid's size down, so this skips the last tile

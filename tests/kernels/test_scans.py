@@ -17,6 +17,7 @@ import triton
 
 import kernel_checks
 
+from rebased_bench.kernels import launch
 from rebased_bench.kernels.selective_scan import recurrent as scan_mod
 from rebased_bench.kernels.selective_scan import recurrent_kernels as scan_kernels
 from rebased_bench.kernels.wkv import recurrent as wkv_mod
@@ -40,8 +41,7 @@ ABS_TOL = 1e-6  # rms bound where the reference is ~0 (at seq_len 1, dA and dw a
 
 @pytest.fixture(autouse=True)
 def poison(monkeypatch):
-    monkeypatch.setattr(scan_mod, "POISON", True)
-    monkeypatch.setattr(wkv_mod, "POISON", True)
+    monkeypatch.setattr(launch, "POISON", True)
 
 
 def assert_rel_close(name, actual, ref, tol):
@@ -148,7 +148,7 @@ def test_poison_detects_unwritten_output(op):
     if op == "selective_scan":
         u, delta, A, B, C = (x.to(DEVICE) for x in scan_inputs(2, 9, 5, 4, torch.float32))
         cfg = scan_mod.CONFIG
-        y, hc = scan_mod._empty(2, 9, 5, device=DEVICE), scan_mod._empty(2, 2, 5, 4, device=DEVICE)
+        y, hc = launch.empty(2, 9, 5, device=DEVICE), launch.empty(2, 2, 5, 4, device=DEVICE)
         scan_mod.selective_scan_fwd_kernel[(triton.cdiv(5, cfg["BD"]), 1)](
             u, delta, A, B, C, u, u, u, y, hc, 9, 2, 5, 4, **scan_mod._flags(None, None, None, False, 4, cfg))
         reference = selective_scan_reference(u.cpu().double(), delta.cpu().double(), A.cpu().double(),
@@ -156,7 +156,7 @@ def test_poison_detects_unwritten_output(op):
     else:
         w, u, k, v = (x.to(DEVICE) for x in wkv_inputs(2, 9, 5, torch.float32))
         cfg = wkv_mod.CONFIG
-        y = wkv_mod._empty(2, 9, 5, device=DEVICE)
+        y = launch.empty(2, 9, 5, device=DEVICE)
         wkv_mod.wkv_fwd_kernel[(triton.cdiv(5, cfg["BC"]), 1)](
             w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], 9, 5, BC=cfg["BC"], STAGES=cfg["STAGES"],
             **wkv_mod._launch(cfg))

@@ -1,44 +1,52 @@
-"""The ablate suite kind: MQAR accuracy of the feature-map variants of one LinearAttention layer.
+"""The ablate kind: MQAR accuracy of the feature-map variants of one LinearAttention layer.
 
-A case is an MQAR case (same trainer, `mqar.train_case`) whose mixer is a variant of `FEATURE_MAPS`; its row
-adds the variant and the learned γ/β of q and k (mean and std over the vector, NaN where the variant has none).
+A case is an MQAR case (same trainer, `mqar.train_case`) whose mixer is a variant (models/registry.py VARIANTS); its
+row adds the variant and the learned γ/β of q and k (mean and std over the vector, NaN where the variant has none).
 """
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 import torch
 from rich.console import Group
 from rich.table import Table
 
+from ..checkpoints import save_if_asked
+from ..config import FieldError
+from ..models.mixers import LinearAttention
+from ..models.registry import VARIANTS
+from ..runner import SuiteKind
+from ..tables import pivot_table
 from . import mqar
-from .analysis import best_lr, setting_columns
-from .checkpoints import save_if_asked
-from .errors import BenchError
-from .models.mixers import FEATURE_MAPS, LinearAttention
-from .render import pivot_table
-from .runner import SuiteKind, register_kind
 
-# The paper's ablation table in its order, then flash-linear-attention's shared-γ/β variant.
-VARIANTS = ("x2", "gamma_x2", "affine_x2", "norm_x2", "rebased", "rebased_shared", "based")
 AFFINE_COLUMNS = [f"{owner}_{param}_{stat}" for owner in ("q", "k") for param in ("gamma", "beta")
                   for stat in ("mean", "std")]
-
-COLUMNS = pa.unify_schemas([
-    pa.schema([("variant", pa.string())]),
-    mqar.COLUMNS,
-    pa.schema([(name, pa.float64()) for name in AFFINE_COLUMNS],
-              metadata={"q_gamma_mean": "mean over the learned γ vector of q (NaN: the variant has no γ)"}),
-])
+METRICS = pa.unify_schemas([mqar.METRICS, pa.schema(
+    [(name, pa.float64()) for name in AFFINE_COLUMNS],
+    metadata={"q_gamma_mean": "mean over the learned γ vector of q (NaN: the variant has no γ)"})])
 
 
-def prepare(config: dict, device: torch.device) -> dict:
-    """An MQAR case whose mixer is the variant; BenchError for a name that is not a feature map."""
-    if "variant" not in config:
-        raise BenchError("an ablate suite needs a `variant` grid axis")
-    if config["variant"] not in FEATURE_MAPS:
-        raise BenchError(f"unknown variant {config['variant']!r}; variants: {', '.join(VARIANTS)}")
-    return mqar.prepare({**config, "mixer": config["variant"]}, device)
+@dataclass(frozen=True, kw_only=True)
+class AblateCase(mqar.MqarCase):
+    """An MQAR case whose mixer is the variant: a suite gives `variant`, never `mixer`."""
+
+    variant: Literal[VARIANTS]
+
+    @classmethod
+    def from_flat(cls, fields: dict) -> "AblateCase":
+        if "variant" not in fields:
+            raise FieldError("variant", f"missing (one of {', '.join(VARIANTS)})")
+        variant = cls.field_value("variant", fields["variant"])
+        if fields.get("mixer", variant) != variant:  # a row's flat form names both, alike
+            raise FieldError("mixer", "an ablate case's mixer is its variant: set variant instead")
+        return super().from_flat({**fields, "mixer": variant})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model.mixer != self.variant:
+            raise FieldError("variant", f"the model's mixer {self.model.mixer!r} is not the variant {self.variant!r}")
 
 
 def affine_summary(model) -> dict:
@@ -53,19 +61,19 @@ def affine_summary(model) -> dict:
     return summary
 
 
-def run_case(config: dict, device: torch.device) -> dict:
+def run_case(case: AblateCase, device: torch.device) -> dict:
     """Train the variant on MQAR -> accuracy metrics, γ/β summary, checkpoint path (None unless asked)."""
-    model, metrics = mqar.train_case(config, device)
-    checkpoint = save_if_asked(model, "ablate", config, metrics, mqar.IDENTITY_IGNORES)
+    model, metrics = mqar.train_case(case, device)
+    checkpoint = save_if_asked(model, KIND.name, case, metrics)
     return {**metrics, **affine_summary(model), "checkpoint_path": checkpoint}
 
 
 def summary(rows):
     """Best-lr accuracy (variant x d_model rows, seq_len columns), then the learned γ/β per variant."""
-    best = best_lr(rows, keys=("variant", "d_model", "seq_len"))
+    best = mqar.best_lr(rows, keys=("variant", "d_model", "seq_len"))
     if best.empty:
         return None
-    accuracy = pivot_table(best, ["variant", "d_model", *setting_columns(best)], "seq_len", "mean", std="std",
+    accuracy = pivot_table(best, ["variant", "d_model", *mqar.setting_columns(best)], "seq_len", "mean", std="std",
                            title="Feature-map ablation: MQAR accuracy (best lr, mean over seeds)")
     return Group(accuracy, _affine_table(rows))
 
@@ -89,5 +97,4 @@ def _affine_table(rows) -> Table:
     return table
 
 
-ABLATE = register_kind(SuiteKind("ablate", COLUMNS, run_case, prepare, summary,
-                                 identity_ignores=mqar.IDENTITY_IGNORES))
+KIND = SuiteKind("ablate", AblateCase, METRICS, run_case, summary, progress_metric="accuracy")

@@ -1,13 +1,13 @@
-"""Heatmaps for the iou suite: one MQAR example, query rows x key columns, one panel per model, PNG and PDF.
-
-Built on matplotlib's object API (no pyplot, no global backend): safe to import from any command.
-"""
+"""IoU heatmaps: one MQAR test example, query rows x key columns, one panel per model (the maps iou rows point to)."""
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from .. import console
+from .style import save
 
 GROUP_KEYS = ["d_model", "seq_len", "num_kv_pairs", "lr", "seed", "reference_mixer", "top_k", "mass"]
 
@@ -35,18 +35,18 @@ def draw_attention_heatmaps(panels, query_positions, oracle, title: str = "") ->
     return fig
 
 
-def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf; returns the paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.parent / f"{stem.name}{suffix}" for suffix in (".png", ".pdf")]  # names hold dots (lr 0.003)
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    return paths
+def plot_iou_heatmaps(rows: pd.DataFrame, folder: Path) -> list[Path]:
+    """One figure per configuration (GROUP_KEYS) of ok iou rows, drawn from the example maps the rows point to.
 
-
-def heatmaps_from_rows(rows: pd.DataFrame, folder: Path) -> list[Path]:
-    """One figure per configuration (GROUP_KEYS) of ok iou rows, drawn from the example maps the rows point to."""
+    Rows whose map file is missing here (moved, or written on another machine) are left out, with a note.
+    """
+    if "map_path" not in rows:
+        return []
     ok = rows[(rows["status"] == "ok") & rows["map_path"].notna()]
+    missing = ok["map_path"].map(lambda path: not Path(path).is_file())
+    for path in ok["map_path"][missing]:
+        console.log(f"plot: no heatmap from {path}: no such file")
+    ok = ok[~missing].assign(**{key: None for key in GROUP_KEYS if key not in ok})  # all-null columns read back absent
     written = []
     for key, group in ok.groupby(GROUP_KEYS, dropna=False, sort=True):
         setting = dict(zip(GROUP_KEYS, key))
@@ -63,5 +63,5 @@ def heatmaps_from_rows(rows: pd.DataFrame, folder: Path) -> list[Path]:
         title = (f"MQAR test example 0: layer-1 maps at the query rows (d_model {setting['d_model']}, "
                  f"seq_len {setting['seq_len']}, lr {setting['lr']:g}, seed {setting['seed']}, {rule})")
         fig = draw_attention_heatmaps(panels, first["query_positions"], first["oracle"], title)
-        written += save_figure(fig, Path(folder) / name)
+        written += save(fig, Path(folder), name)
     return written

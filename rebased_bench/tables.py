@@ -1,12 +1,7 @@
-"""Rich tables on stdout; JSON for machines."""
-
-import json
+"""Rich tables of result rows (what the kinds' summaries print on stdout)."""
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
-
-stdout = Console()
 
 
 def pivot_table(cells: pd.DataFrame, rows: list[str], column: str, value: str, std: str | None = None,
@@ -33,8 +28,3 @@ def pivot_table(cells: pd.DataFrame, rows: list[str], column: str, value: str, s
             line.append(text)
         table.add_row(*line)
     return table
-
-
-def print_json(rows: pd.DataFrame):
-    """Rows as a JSON array of records on stdout."""
-    print(json.dumps(json.loads(rows.to_json(orient="records", date_format="iso")), indent=1))

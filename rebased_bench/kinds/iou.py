@@ -1,4 +1,4 @@
-"""Attention-map IoU: how close are a linear model's attention maps to softmax attention's, and to the oracle?
+"""The iou kind: how close are a linear model's attention maps to softmax attention's, and to the oracle?
 
 The paper compares maps by intersection over union but its binarization is not public; this one is ours:
 - map: the (batch, seq_len, seq_len) `attention_map` of the mixer layer (layer 1, the last block): softmax
@@ -13,41 +13,71 @@ The paper compares maps by intersection over union but its binarization is not p
   has at most IoU 1/2 with it; top-2 or a mass set can reach 1.
 """
 
+import dataclasses
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
 import torch
 from rich.console import Group
 
+from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from ..config import IGNORED, Check, Count, FieldError
+from ..data.mqar import query_index
+from ..errors import BenchError
+from ..files import write_atomic
+from ..models.registry import resolve
+from ..runner import SuiteKind
+from ..tables import pivot_table
+from ..training import query_logits
 from . import mqar
-from .checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
-from .data.mqar import query_index
-from .errors import BenchError
-from .models.registry import resolve
-from .render import pivot_table
-from .runner import SuiteKind, case_id, register_kind
-from .training import query_logits
 
-# Columns typed as in the mqar rows (trained_model passes on every config field that is not in IOU_FIELDS).
-MQAR_FIELDS = ("mixer", "d_model", "seq_len", "num_kv_pairs", "lr", "seed", "epochs", "schedule_epochs",
-               "train_examples", "test_examples", "batch_size", "micro_batch_size", "precision", "vocab_size",
-               "value_dim_quirk", "checkpoint_dir")
-COLUMNS = pa.schema([mqar.COLUMNS.field(name) for name in MQAR_FIELDS] + [
-    ("reference_mixer", pa.string()), ("top_k", pa.int64()), ("mass", pa.float64()), ("map_dir", pa.string()),
+EVAL_ELEMENTS = 2 ** 22  # batch * seq_len^2 per evaluation batch: 12 heads of fp32 maps stay under ~200 MB
+
+
+@dataclass(frozen=True, kw_only=True)
+class IouCase(mqar.MqarCase):
+    """An MQAR case (its model and the reference's, trained alike) and the rule that turns a map row into a key set."""
+
+    reference_mixer: str = "conv_attention"
+    # A query row's key set: its top_k largest weights (top_k 1 when neither is given), or the fewest keys holding
+    # `mass` of the row.
+    top_k: Count | None = None
+    mass: Annotated[float, Check(lambda v: 0 < v <= 1, "in (0, 1]")] | None = None
+    # checkpoint_dir (from MqarCase): where the models are found or kept, <checkpoint_dir>/mqar/
+    map_dir: str | None = field(default=None, metadata=IGNORED)  # where the example maps go
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.top_k is not None and self.mass is not None:
+            raise BenchError("top_k and mass are mutually exclusive: give one set rule")
+        if self.mass is None and self.top_k is None:
+            object.__setattr__(self, "top_k", 1)
+        for field_name, name in (("mixer", self.model.mixer), ("reference_mixer", self.reference_mixer)):
+            try:
+                layer = resolve(name)(8, 1)
+            except BenchError as exc:
+                raise FieldError(field_name, str(exc)) from None
+            if not hasattr(layer, "attention_map"):
+                raise FieldError(field_name, f"{name!r} has no attention_map(): IoU needs attention or linear attention")
+
+    def mqar_case(self, mixer: str) -> mqar.MqarCase:
+        """The MQAR case whose model `mixer` has here: same data, training and checkpoint folder."""
+        return mqar.MqarCase(model=dataclasses.replace(self.model, mixer=mixer), data=self.data, training=self.training,
+                             checkpoint_dir=self.checkpoint_dir)
+
+
+METRICS = pa.schema([
     ("iou_vs_reference", pa.float64()), ("iou_vs_oracle", pa.float64()), ("reference_iou_vs_oracle", pa.float64()),
     ("set_size", pa.float64()), ("reference_set_size", pa.float64()), ("accuracy", pa.float64()),
     ("reference_accuracy", pa.float64()), ("query_rows", pa.int64()), ("eval_seconds", pa.float64()),
     ("checkpoint_path", pa.string()), ("reference_checkpoint_path", pa.string()), ("map_path", pa.string()),
 ], metadata={"iou_vs_reference": "mean over MQAR query rows of |A∩B|/|A∪B| of the model's and the reference's sets",
              "accuracy": "MQAR test accuracy of the weights whose maps are compared (the last epoch's)"})
-
-DEFAULTS = dict(reference_mixer="conv_attention", top_k=None, mass=None)
-IOU_FIELDS = (*DEFAULTS, "map_dir")  # the config fields an MQAR case does not have
-IDENTITY_IGNORES = ("checkpoint_dir", "map_dir")  # where models and maps are kept does not change the result
-EVAL_ELEMENTS = 2 ** 22  # batch * seq_len^2 per evaluation batch: 12 heads of fp32 maps stay under ~200 MB
 
 
 def key_sets(maps, support, top_k=None, mass=None):
@@ -102,42 +132,25 @@ def query_rows(model, inputs, labels, index):
     return maps, support, (logits.argmax(-1) == targets).flatten()
 
 
-def prepare(config: dict, device: torch.device) -> dict:
-    """An MQAR config plus the set rule; BenchError for mixers without an attention map or a bad rule."""
-    config = {**DEFAULTS, **config}
-    if not config.get("checkpoint_dir") or not config.get("map_dir"):
-        raise BenchError("an iou case needs checkpoint_dir and map_dir (the iou command sets them from --out)")
-    if config["top_k"] is not None and config["mass"] is not None:
-        raise BenchError("--top-k and --mass are mutually exclusive: give one set rule")
-    if config["mass"] is None:
-        config["top_k"] = 1 if config["top_k"] is None else int(config["top_k"])
-        if config["top_k"] < 1:
-            raise BenchError(f"--top-k must be >= 1, got {config['top_k']}")
-    elif not 0 < config["mass"] <= 1:
-        raise BenchError(f"--mass must be in (0, 1], got {config['mass']}")
-    for name in (config["mixer"], config["reference_mixer"]):
-        if not hasattr(resolve(name)(8, 1), "attention_map"):
-            raise BenchError(f"mixer {name!r} has no attention_map(): IoU needs attention or linear attention")
-    return mqar.prepare(config, device)
-
-
-def trained_model(config: dict, mixer: str, device: torch.device):
-    """The MQAR model of this config and mixer: loaded from <checkpoint_dir>/mqar/, else trained and saved there."""
-    mqar_config = {**{k: v for k, v in config.items() if k not in IOU_FIELDS}, "mixer": mixer}  # as mqar's case
-    path = checkpoint_path(config["checkpoint_dir"], "mqar", mqar_config, mqar.IDENTITY_IGNORES)
+def trained_model(case: IouCase, mixer: str, device: torch.device):
+    """The MQAR model of this case with `mixer`: loaded from <checkpoint_dir>/mqar/, else trained and kept there."""
+    mqar_case = case.mqar_case(mixer)
+    path = checkpoint_path(case.checkpoint_dir, mqar.KIND.name, mqar_case)
     if not path.exists():
-        model, metrics = mqar.train_case(mqar_config, device)
-        save_checkpoint(path, model, mqar_config, metrics)
+        model, metrics = mqar.train_case(mqar_case, device)
+        save_checkpoint(path, model, mqar_case.flat(), metrics)
     return load_checkpoint(path, device)[0], str(path)
 
 
-def run_case(config: dict, device: torch.device) -> dict:
+def run_case(case: IouCase, device: torch.device) -> dict:
     """Maps of the model and the softmax reference on the test set -> IoU vs the reference and vs the oracle."""
-    model, model_path = trained_model(config, config["mixer"], device)
-    reference, reference_path = trained_model(config, config["reference_mixer"], device)
-    _, (inputs, labels) = mqar.mqar_data(config)
-    rule = dict(top_k=config["top_k"], mass=config["mass"])
-    batch_size = max(1, EVAL_ELEMENTS // config["seq_len"] ** 2)
+    if case.checkpoint_dir is None or case.map_dir is None:
+        raise BenchError("an iou case needs checkpoint_dir and map_dir (the iou command sets them from --out)")
+    model, model_path = trained_model(case, case.model.mixer, device)
+    reference, reference_path = trained_model(case, case.reference_mixer, device)
+    _, (inputs, labels) = case.data.load()
+    rule = dict(top_k=case.top_k, mass=case.mass)
+    batch_size = max(1, EVAL_ELEMENTS // case.data.seq_len ** 2)
     sums = dict(iou_vs_reference=0.0, iou_vs_oracle=0.0, reference_iou_vs_oracle=0.0, set_size=0.0,
                 reference_set_size=0.0, accuracy=0.0, reference_accuracy=0.0)
     start, rows, example = time.perf_counter(), 0, None
@@ -157,12 +170,15 @@ def run_case(config: dict, device: torch.device) -> dict:
         rows += len(maps)
         if example is None:
             example = _example(x[0], index[0], maps, reference_maps, oracle)
-    map_path = Path(config["map_dir"]) / f"{case_id(config, IDENTITY_IGNORES)}.npz"
-    map_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(map_path, **example)
+    map_path = write_atomic(Path(case.map_dir) / f"{case.case_id}.npz", lambda tmp: _save_npz(tmp, example))
     return {**{name: total / max(1, rows) for name, total in sums.items()}, "query_rows": rows,
             "eval_seconds": time.perf_counter() - start, "checkpoint_path": model_path,
             "reference_checkpoint_path": reference_path, "map_path": str(map_path)}
+
+
+def _save_npz(path: Path, arrays: dict):
+    with open(path, "wb") as file:  # a file object: numpy would add .npz to a temporary file's name
+        np.savez_compressed(file, **arrays)
 
 
 def _example(inputs, query_positions, maps, reference_maps, oracle):
@@ -192,4 +208,4 @@ def summary(rows):
     return Group(*tables)
 
 
-IOU = register_kind(SuiteKind("iou", COLUMNS, run_case, prepare, summary, identity_ignores=IDENTITY_IGNORES))
+KIND = SuiteKind("iou", IouCase, METRICS, run_case, summary, progress_metric="accuracy")

@@ -1,0 +1,44 @@
+"""`rebased-bench iou`: attention-map IoU of linear models vs softmax attention and vs the oracle."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import console
+from ..kinds import iou as iou_kind
+from .shared import (BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
+                     FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MixersOpt, OutOpt, PrecisionOpt, RayAddressOpt,
+                     ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
+
+EXAMPLES = """[b]Examples[/b]\n
+  rebased-bench iou                                    [dim]# the CPU default suite iou-quick[/dim]\n
+  rebased-bench iou --mixers based,rebased,norm_x2 --mass 0.9\n
+  rebased-bench iou --top-k 2 --seeds 0..2:+1\n
+  rebased-bench mqar --save-checkpoints ... && rebased-bench iou ...  [dim]# same settings: reuses the models[/dim]"""
+
+TopKOpt = Annotated[Optional[int], typer.Option(
+    "--top-k", help="Key set of a query row: its k largest weights (default 1). Excludes --mass.")]
+MassOpt = Annotated[Optional[float], typer.Option(
+    "--mass", help="Key set of a query row: the fewest keys holding this share of it, e.g. 0.9. Excludes --top-k.")]
+
+
+def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = None, seq_lens: SeqLensOpt = None,
+        d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
+        schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None, test_examples: TestOpt = None,
+        batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None,
+        device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
+        force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+        ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
+        top_k: TopKOpt = None, mass: MassOpt = None):
+    """Attention-map IoU of linear models vs softmax attention (conv_attention) and vs the oracle, on MQAR.
+
+    Models come from OUT/checkpoints/mqar/ (`mqar --save-checkpoints` with the same settings) or are trained
+    and kept there. Heatmaps of one test example go to OUT/figures/ (PNG and PDF, as `plot` draws them), its
+    maps to OUT/maps/iou/.
+    """
+    rows = run_suite(ctx, iou_kind.KIND, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
+    if rows is not None and not rows.empty:
+        from ..figures import plot_iou_heatmaps  # matplotlib only loads here
+        for path in plot_iou_heatmaps(rows, out / "figures"):  # OUT/iou/ holds Parquet only
+            console.log(f"figure {path}")

@@ -1,0 +1,39 @@
+"""`rebased-bench kernels`: attention kernel speed."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..env import resolve_device
+from ..kinds import kernels as kernels_kind
+from ..kinds.kernel_providers import PROVIDERS
+from .shared import (DeviceOpt, DryRunOpt, Executor, ExecutorOpt, ForceOpt, Format, FormatOpt, GpusPerCaseOpt, OutOpt,
+                     RayAddressOpt, SeqLensOpt, run_suite)
+
+EXAMPLES = """[b]Examples[/b]\n
+  rebased-bench kernels                                [dim]# kernels-h100 on a GPU, kernels-quick (CPU) otherwise[/dim]\n
+  rebased-bench kernels --seq-lens 1024..16384 --providers chunk,parallel,dispatch --modes fwd_bwd\n
+  rebased-bench kernels --suite kernels-batch --batch 1..64\n
+  rebased-bench kernels --providers chunk --seq-lens 16384 --profile --force  [dim]# traces in OUT/traces/kernels[/dim]\n
+  rebased-bench kernels --suite kernels-h100 --dry-run"""
+
+KernelSuiteOpt = Annotated[Optional[str], typer.Option(
+    "--suite", help="Built-in suite or .toml path; default kernels-h100 on CUDA, kernels-quick on CPU.")]
+BatchesOpt = Annotated[Optional[str], typer.Option(
+    "--batch", help="Batch sizes, e.g. 1..64; default: tokens per call / seq_len.")]
+ProvidersOpt = Annotated[Optional[str], typer.Option("--providers", help=f"Comma list: {', '.join(PROVIDERS)}.")]
+ModesOpt = Annotated[Optional[str], typer.Option("--modes", help=f"{' or '.join(kernels_kind.MODES)}, or both.")]
+ProfileOpt = Annotated[bool, typer.Option(
+    "--profile", help="Also write a torch.profiler trace per case and print its top GPU kernels.")]
+
+
+def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensOpt = None, batch: BatchesOpt = None,
+            providers: ProvidersOpt = None, modes: ModesOpt = None, profile: ProfileOpt = False,
+            device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
+            force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+            ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None):
+    """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
+    if suite is None:
+        suite = "kernels-h100" if resolve_device(device).type == "cuda" else "kernels-quick"
+    run_suite(ctx, kernels_kind.KIND, suite, profile_dir=str(out / "traces" / "kernels") if profile else None)

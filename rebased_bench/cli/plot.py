@@ -1,0 +1,39 @@
+"""`rebased-bench plot`: every figure the stored rows support."""
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import console
+from ..errors import BenchError
+from ..kinds import KINDS
+from ..store import read_rows
+
+EXAMPLES = """[b]Examples[/b]\n
+  rebased-bench plot                                   [dim]# every figure results/ supports -> results/figures/[/dim]\n
+  rebased-bench plot results/mqar-fig1-lite --suite mqar --out figures\n
+  rebased-bench plot results --suite kernels --baseline fla_parallel_rebased"""
+
+KindName = Enum("KindName", {name: name for name in KINDS}, type=str)
+
+
+def plot(results: Annotated[Path, typer.Argument(help="A results folder (read recursively) or a Parquet file.")]
+         = Path("results"),
+         suite: Annotated[Optional[KindName], typer.Option("--suite", help="Only this kind of rows (default: all).")]
+         = None,
+         out: Annotated[Optional[Path], typer.Option(
+             "--out", help="Figure folder (default: RESULTS/figures, beside a kind folder).")] = None,
+         baseline: Annotated[Optional[str], typer.Option(
+             "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None):
+    """Draw every figure the stored rows support (PNG and PDF); prints the path of each file written."""
+    from ..figures import plot_results  # matplotlib only loads for this command
+    rows = read_rows(results)
+    if rows.empty or "kind" not in rows:
+        raise BenchError(f"{results}: no result rows")
+    folder = results if results.is_dir() else results.parent
+    if folder.name in KINDS:  # a figure inside a kind's folder would break pandas.read_parquet on it
+        folder = folder.parent
+    for path in plot_results(rows, out or folder / "figures", [suite.value] if suite else None, baseline):
+        console.out(str(path))

@@ -1,0 +1,154 @@
+"""What the commands share: their options (Annotated aliases, str Enums) and the run step of a suite command."""
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from .. import console
+from ..config import Config, flat_fields, value_type
+from ..env import resolve_device
+from ..errors import BenchError
+from ..kinds.mqar import PRECISIONS
+from ..models.registry import MIXERS
+from ..ranges import parse_floats, parse_ints, parse_names
+from ..runner import SuiteKind, local_executor, run_sweep
+from ..store import Store, read_rows
+from ..suite import load_suite
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+
+SuiteOpt = Annotated[str, typer.Option("--suite", help="Built-in suite name (see `ls`) or a .toml path.")]
+MixersOpt = Annotated[Optional[str], typer.Option(
+    "--mixers", help=f"Comma list of mixers ({', '.join(MIXERS)}) or module:Class.")]
+SeqLensOpt = Annotated[Optional[str], typer.Option("--seq-lens", help="e.g. 64..256 (doubling), 128..512:+128, 64,128.")]
+DModelsOpt = Annotated[Optional[str], typer.Option("--d-models", help="Model widths, e.g. 64,128.")]
+LrsOpt = Annotated[Optional[str], typer.Option("--lrs", help="Learning rates, e.g. 3e-4,1e-3.")]
+SeedsOpt = Annotated[Optional[str], typer.Option("--seeds", help="Training seeds, e.g. 0..3:+1.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")]
+ScheduleOpt = Annotated[Optional[int], typer.Option("--schedule-epochs", help=(
+    "Cosine lr period in epochs (default: --epochs, lr 0 at the end; the paper: 64, so shorter runs keep ~full lr)."))]
+TrainOpt = Annotated[Optional[int], typer.Option("--train-examples", help="Training examples (data seed 42).")]
+TestOpt = Annotated[Optional[int], typer.Option("--test-examples", help="Test examples (data seed 52).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Effective batch size.")]
+KvOpt = Annotated[Optional[int], typer.Option("--num-kv-pairs", help="Key-value pairs (default: the paper's rule).")]
+PrecisionOpt = Annotated[Optional[Precision], typer.Option(
+    "--precision", help="fp32 (the paper's protocol) or bf16 autocast; default bf16 on CUDA, fp32 on CPU.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Results folder; rows go to OUT/<kind>/.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the expanded grid and run nothing.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun cases already in the store.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output on stdout: a table or JSON rows.")]
+ExecutorOpt = Annotated[Executor, typer.Option(
+    "--executor", help="local: cases one after another here; ray: each case a Ray task (the ray extra).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --executor ray: auto or HOST:PORT joins a running cluster; default: a local Ray.")]
+GpusPerCaseOpt = Annotated[Optional[float], typer.Option(
+    "--gpus-per-case", help="With --executor ray: GPUs per case, 0.25 packs 4 cases on a GPU; default 1 on CUDA.")]
+SaveCheckpointsOpt = Annotated[bool, typer.Option(
+    "--save-checkpoints", help="Keep each trained model as OUT/checkpoints/<kind>/<case_id>.pt (path in the row).")]
+
+# List flags: the flag's parameter -> the field whose grid axis it sets (parsed as that field's type). Any other
+# flag named like a field (epochs, batch_size, top_k, ...) sets that field in every case.
+AXES = {"mixers": "mixer", "variants": "variant", "providers": "provider", "modes": "mode", "seq_lens": "seq_len",
+        "d_models": "d_model", "lrs": "lr", "seeds": "seed", "batch": "batch"}
+
+
+def flag_fields(options: dict, config: type[Config]) -> tuple[dict, dict]:
+    """(grid axes, fixed fields) that a command's given flags (not None) set in cases of `config`."""
+    fields = flat_fields(config)
+    grid, fixed = {}, {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        if option in AXES:
+            parse = {int: parse_ints, float: parse_floats}.get(value_type(fields[AXES[option]][1]), parse_names)
+            grid[AXES[option]] = parse(value, "--" + option.replace("_", "-"))
+        elif option in fields:
+            fixed[option] = value.value if isinstance(value, Enum) else value
+    return grid, fixed
+
+
+def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **fields) -> pd.DataFrame | None:
+    """The run step of a suite command: suite + flags -> checked cases -> the grid (--dry-run) or sweep and table.
+
+    The suite is --suite unless `suite` is given; `fields` are fields the command derives from its flags (where
+    checkpoints go, say). Every case is checked before anything runs. Returns the rows of the suite's cases, None
+    for a dry run.
+    """
+    options = ctx.params
+    grid, fixed = flag_fields(options, kind.config)
+    suite = load_suite(suite or options["suite"]).override(grid, {**fixed, **fields})
+    if suite.kind is not kind:
+        raise BenchError(f"suite {suite.name!r} is a {suite.kind.name!r} suite, not {kind.name!r}")
+    cases = suite.configs()
+    device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
+                                 options["device"])
+    cases = list({case.case_id: case for case in (c.for_device(device) for c in cases)}.values())
+    if options["dry_run"]:
+        planned = pd.DataFrame([{"case_id": case.case_id, **case.flat()} for case in cases])
+        if options["format"] is Format.json:
+            console.out_rows(planned)
+        else:
+            console.show(_grid_table(planned, suite.name))
+        return None
+    store = Store(options["out"], kind.name, kind.schema)
+    report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+    if report.skipped:
+        console.log(f"{report.skipped} of {report.total} cases already done in {store.path} (--force reruns them)")
+    rows = read_rows(store.path)
+    rows = rows[rows["case_id"].isin(report.case_ids)]
+    render_rows(kind, rows, options["format"])
+    console.log(f"ran {report.ok + report.errors} ({report.errors} errors), rows in {store.path}")
+    if report.interrupted:
+        console.log("interrupted: finished rows are kept; rerun the same command to resume")
+        raise typer.Exit(130)
+    return rows
+
+
+def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
+    """(device, executor): with Ray, the device is resolved on the cluster, whose GPUs the driver may not have."""
+    if executor is Executor.ray:
+        from ..ray_executor import start_ray_executor  # ray is an optional extra
+        return start_ray_executor(ray_address, gpus_per_case, device)
+    if ray_address is not None or gpus_per_case is not None:
+        raise BenchError("--ray-address and --gpus-per-case apply to --executor ray")
+    return resolve_device(device), local_executor
+
+
+def render_rows(kind: SuiteKind, rows: pd.DataFrame, fmt: Format):
+    """The kind's table of the rows (or the rows as JSON) on stdout; each error row's message on stderr."""
+    if fmt is Format.json:
+        console.out_rows(rows)
+        return
+    table = kind.summary(rows) if kind.summary else None
+    if table is not None:
+        console.show(table)
+    for _, row in rows[rows["status"] == "error"].iterrows():
+        console.log(f"error row {row['case_id']}: {row['error']}")
+
+
+def _grid_table(rows: pd.DataFrame, title: str) -> Table:
+    """case_id and the columns that vary, one line per case; the shared values go in the caption."""
+    varying = [c for c in rows.columns if c == "case_id" or rows[c].astype(str).nunique() > 1]
+    shared = ", ".join(f"{c}={rows[c].iloc[0]}" for c in rows.columns if c not in varying)
+    table = Table(title=f"{title}: {len(rows)} cases", caption=shared)
+    for column in varying:
+        table.add_column(column)
+    for _, row in rows[varying].iterrows():
+        table.add_row(*(str(v) for v in row))
+    return table
