@@ -105,7 +105,7 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
             except ray.exceptions.TaskCancelledError:  # cancelled from outside: no result, the case stays to do
                 raise KeyboardInterrupt from None
             except ray.exceptions.RayError as exc:  # worker killed, out of memory, node lost
-                row = error_row(case_row(*submitted[ref]), getattr(exc, "cause", None) or exc)
+                row = error_row(case_row(*submitted[ref][:4]), getattr(exc, "cause", None) or exc)
             yield row
     finally:  # Ctrl-C or the driver stopped reading: nothing still queued or running may outlive the sweep
         for ref in pending:
@@ -115,7 +115,9 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
 def _run_in_worker(run: Callable, task: tuple) -> dict:
     """In a Ray worker: point the case at the GPU Ray gave this task, run it into a row."""
     import ray
-    kind, suite, case, device_name = task  # unpickling the kind and the case imported the modules defining them
+    # unpickling the kind and the case imported the modules defining them; the state path is under --out, which
+    # the workers of one machine (or of a cluster on a shared folder) see as the driver does
+    kind, suite, case, device_name, state_path = task
     if device_name != "cpu" and ray.get_gpu_ids():
         device_name = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this task's GPU: it is cuda:0 in here
-    return run(kind, suite, case, device_name)
+    return run(kind, suite, case, device_name, state_path)

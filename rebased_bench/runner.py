@@ -7,6 +7,7 @@ id come from it), the metric columns its case function adds, and that function, 
 import datetime as dt
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
@@ -34,7 +35,9 @@ class SuiteKind:
     name: str
     config: type[Config]  # typed, frozen; from_flat(fields) checks a suite case
     metrics: pa.Schema  # metric columns its case function returns (typed, so error rows keep the types)
-    run_case: Callable[[Config, torch.device], dict]  # (case, device) -> metrics; may return status "skipped"
+    # (case, device, state_path) -> metrics; may return status "skipped". A kind whose cases train keeps its
+    # training state at state_path after each epoch and continues from it (an interrupted sweep loses no epoch).
+    run_case: Callable[[Config, torch.device, Path], dict]
     summary: Callable | None = None  # rows (DataFrame) -> a Rich renderable, or None when there is nothing to show
     progress_metric: str | None = None  # the metric the progress bar shows for each finished case
 
@@ -55,11 +58,11 @@ def error_row(row: dict, exc: BaseException) -> dict:
     return {**row, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
 
 
-def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str) -> dict:
+def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_path: Path) -> dict:
     """Run one case into one row; an exception becomes an error row, never a crash."""
     row = case_row(kind, suite, case, device_name)
     try:
-        return {**row, "status": "ok", "error": None, **kind.run_case(case, torch.device(device_name))}
+        return {**row, "status": "ok", "error": None, **kind.run_case(case, torch.device(device_name), state_path)}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failed case is data: its row says why
@@ -88,7 +91,7 @@ def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, de
     """Run every case not yet in the store; Ctrl-C keeps finished rows and the next run resumes."""
     ids = [case.case_id for case in cases]
     done = set() if force else store.done_ids()
-    pending = [(kind, suite, case, str(device)) for case, i in zip(cases, ids) if i not in done]
+    pending = [(kind, suite, case, str(device), store.state_path(i)) for case, i in zip(cases, ids) if i not in done]
     report = SweepReport(total=len(cases), skipped=len(cases) - len(pending), case_ids=ids)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
@@ -97,6 +100,8 @@ def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, de
         try:
             for row in executor(pending, run_one):
                 store.write(row)
+                if row["status"] == "ok":  # kept otherwise: a retried case continues from its last epoch
+                    store.state_path(row["case_id"]).unlink(missing_ok=True)
                 report.ok += row["status"] == "ok"
                 report.errors += row["status"] == "error"
                 progress.update(bar, advance=1, last=_describe(row, kind.progress_metric))

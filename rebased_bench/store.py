@@ -26,6 +26,10 @@ class Store:
         except OSError as exc:
             raise BenchError(f"--out: cannot write to {self.path}: {exc.strerror or exc}") from None
 
+    def state_path(self, case_id: str) -> Path:
+        """Where an unfinished case keeps its training state: `<out>/state/<kind>/<case_id>.pt`, beside the rows."""
+        return self.path.parent / "state" / self.path.name / f"{case_id}.pt"
+
     def done_ids(self) -> set[str]:
         """Case ids with a readable row in the store."""
         return set(read_rows(self.path)["case_id"]) if any(self.path.glob("*.parquet")) else set()

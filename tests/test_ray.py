@@ -45,7 +45,7 @@ class Toy(Config):
     x: int
 
 
-def _toy_case(case, device):
+def _toy_case(case, device, state_path=None):
     time.sleep(0.1)  # long enough that a Ctrl-C finds cases still queued
     if case.x == 3:
         raise ValueError("three is not allowed")

@@ -18,7 +18,7 @@ class Toy(Config):
     x: int
 
 
-def _square(case, device):
+def _square(case, device, state_path=None):
     CALLS.append(case.x)
     if case.x == 3:
         raise ValueError("three is not allowed")

@@ -61,9 +61,9 @@ def affine_summary(model) -> dict:
     return summary
 
 
-def run_case(case: AblateCase, device: torch.device) -> dict:
+def run_case(case: AblateCase, device: torch.device, state_path=None) -> dict:
     """Train the variant on MQAR -> accuracy metrics, γ/β summary, checkpoint path (None unless asked)."""
-    model, metrics = mqar.train_case(case, device)
+    model, metrics = mqar.train_case(case, device, state_path)
     checkpoint = save_if_asked(model, KIND.name, case, metrics)
     return {**metrics, **affine_summary(model), "checkpoint_path": checkpoint}
 

@@ -81,8 +81,10 @@ def _inputs(case: KernelCase, device, head_first):
     return q, k, v, do
 
 
-def run_case(case: KernelCase, device: torch.device) -> dict:
-    """One provider x shape x mode -> rel_err, times, rates, peak memory (or a skipped row with the reason)."""
+def run_case(case: KernelCase, device: torch.device, state_path=None) -> dict:
+    """One provider x shape x mode -> rel_err, times, rates, peak memory (or a skipped row with the reason).
+
+    state_path is unused: a timing has no epochs to resume."""
     provider = PROVIDERS[case.provider]
     reason = unavailable(provider, case, device)
     if reason:

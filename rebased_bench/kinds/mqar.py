@@ -106,9 +106,12 @@ class MqarCase(Config):
 
 METRICS = pa.schema([
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
-    ("epochs_run", pa.int64()), ("train_seconds", pa.float64()), ("tokens_per_second", pa.float64()),
-    ("params", pa.int64()), ("accuracy_history", pa.list_(pa.float64())), ("checkpoint_path", pa.string()),
-], metadata={"accuracy": "best test accuracy over epochs, pooled over query positions"})
+    ("epochs_run", pa.int64()), ("resumed_from_epoch", pa.int64()), ("train_seconds", pa.float64()),
+    ("tokens_per_second", pa.float64()), ("params", pa.int64()), ("accuracy_history", pa.list_(pa.float64())),
+    ("loss_history", pa.list_(pa.float64())), ("checkpoint_path", pa.string()),
+], metadata={"accuracy": "best test accuracy over epochs, pooled over query positions",
+             "resumed_from_epoch": "the epoch an interrupted run continued from (0: ran in one go)",
+             "loss_history": "mean training loss of each epoch"})
 
 # Figure 1's sweep axes. Every other field of an MQAR case that changes the result is a setting: runs that differ
 # in one are never pooled as if they were seeds.
@@ -116,18 +119,18 @@ AXES = ("mixer", "d_model", "seq_len", "lr", "seed")
 SETTINGS = tuple(name for name, (f, _) in flat_fields(MqarCase).items() if name not in AXES and f.metadata != IGNORED)
 
 
-def train_case(case: MqarCase, device: torch.device) -> tuple[LanguageModel, dict]:
-    """Train one case: (the trained model, its metrics)."""
+def train_case(case: MqarCase, device: torch.device, state_path=None) -> tuple[LanguageModel, dict]:
+    """Train one case: (the trained model, its metrics); with state_path, resumable after any epoch."""
     train_data, test_data = case.data.load()
     torch.manual_seed(case.training.seed)
     model = case.model.build(case.data)
-    metrics = train(model, train_data, test_data, case.training.train_config(), device)
+    metrics = train(model, train_data, test_data, case.training.train_config(), device, state_path)
     return model, {**metrics, "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_case(case: MqarCase, device: torch.device) -> dict:
+def run_case(case: MqarCase, device: torch.device, state_path=None) -> dict:
     """One MQAR case -> its metric columns (and its checkpoint when the case has a checkpoint_dir)."""
-    model, metrics = train_case(case, device)
+    model, metrics = train_case(case, device, state_path)
     return {**metrics, "checkpoint_path": save_if_asked(model, KIND.name, case, metrics)}
 
 
