@@ -115,11 +115,22 @@ def optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro: int,
     return total
 
 
+# On a CPU, micro-batches of at most this many query rows keep their (rows, vocab) logits near the cache: at 16
+# queries a row, 16-example micro-batches trained 1.2-1.6x faster than 64 on 2 cores, with the same gradient.
+CPU_QUERY_ROWS = 256
+
+
 def device_micro_batch(model, loss_fn, inputs, labels, index, config: TrainConfig) -> int:
-    """The micro-batch `train` uses: on a GPU with no micro_batch_size set, the whole batch when one step of it
-    fits in memory (tried once, with the RNG state kept and the gradients dropped), else the paper's rule."""
+    """The micro-batch `train` uses when the config sets none (micro_batch_size 0), which follows the device:
+    on a GPU the whole batch when one step of it fits in memory (tried once, with the RNG state kept and the
+    gradients dropped), else the paper's rule; on a CPU the paper's rule, cut to CPU_QUERY_ROWS query rows.
+    index: (n, queries). A set micro_batch_size is taken as it is. The gradient is the whole batch's in every case."""
     rule = micro_batch_size(config, inputs.shape[1])
-    if inputs.device.type != "cuda" or config.micro_batch_size or rule >= config.batch_size:
+    if config.micro_batch_size:
+        return rule
+    if inputs.device.type != "cuda":
+        return min(rule, max(1, CPU_QUERY_ROWS // max(1, index.shape[1])))
+    if rule >= config.batch_size:
         return rule
     batch = slice(0, config.batch_size)
     with torch.random.fork_rng(devices=[inputs.device]):
@@ -200,6 +211,7 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
         "best_epoch": best_epoch + 1,
         "epochs_run": len(history),
         "resumed_from_epoch": resumed_from,
+        "micro_batch_used": micro,
         "train_seconds": run.seconds,
         "tokens_per_second": tokens / run.seconds if run.seconds > 0 else math.nan,
         "accuracy_history": history,

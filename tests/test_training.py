@@ -144,3 +144,15 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_history(tmp_path):
     assert len(resumed["accuracy_history"]) == 3
     assert resumed["accuracy_history"] == whole["accuracy_history"]
     assert resumed["loss_history"] == whole["loss_history"]
+
+
+def test_the_micro_batch_follows_the_device_unless_set():
+    """A CPU cuts the batch to ~256 query rows; a set micro_batch_size is taken as it is; the gradient is the same."""
+    from rebased_bench.training import device_micro_batch
+    inputs, labels = generate(64, 64, 16, vocab_size=256, seed=0)
+    index = query_index(labels)
+    model = LanguageModel(ModelConfig("rebased", 16, 64, vocab_size=256))
+    for config, expected in [(TrainConfig(lr=1e-3, epochs=1, batch_size=64), 16),
+                             (TrainConfig(lr=1e-3, epochs=1, batch_size=64, micro_batch_size=32), 32),
+                             (TrainConfig(lr=1e-3, epochs=1, batch_size=8), 8)]:
+        assert device_micro_batch(model, query_loss, inputs, labels, index, config) == expected

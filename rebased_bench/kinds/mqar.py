@@ -79,7 +79,7 @@ class MqarTraining(Config):
     # the field existed keep their case ids (null in the column means the run's own epochs).
     schedule_epochs: Count | None = field(default=None, metadata=WHEN_SET)
     batch_size: Count
-    micro_batch_size: NonNegative = 0  # 0: the paper's rule (training.micro_batch_size)
+    micro_batch_size: NonNegative = 0  # 0: the device's choice (training.device_micro_batch); same gradient
     precision: Literal[("auto", *PRECISIONS)] = "auto"  # auto: bf16 on CUDA, fp32 elsewhere (for_device)
 
     def train_config(self) -> TrainConfig:
@@ -106,11 +106,12 @@ class MqarCase(Config):
 
 METRICS = pa.schema([
     ("accuracy", pa.float64()), ("final_accuracy", pa.float64()), ("best_epoch", pa.int64()),
-    ("epochs_run", pa.int64()), ("resumed_from_epoch", pa.int64()), ("train_seconds", pa.float64()),
+    ("epochs_run", pa.int64()), ("resumed_from_epoch", pa.int64()), ("micro_batch_used", pa.int64()), ("train_seconds", pa.float64()),
     ("tokens_per_second", pa.float64()), ("params", pa.int64()), ("accuracy_history", pa.list_(pa.float64())),
     ("loss_history", pa.list_(pa.float64())), ("checkpoint_path", pa.string()),
 ], metadata={"accuracy": "best test accuracy over epochs, pooled over query positions",
              "resumed_from_epoch": "the epoch an interrupted run continued from (0: ran in one go)",
+             "micro_batch_used": "examples per forward/backward: the device's choice when micro_batch_size is 0",
              "loss_history": "mean training loss of each epoch"})
 
 # Figure 1's sweep axes. Every other field of an MQAR case that changes the result is a setting: runs that differ
