@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from ..errors import BenchError
@@ -11,12 +12,17 @@ from ..store import read_rows
 from .shared import Format, FormatOpt, render_rows
 
 
+def read_results(path: Path) -> pd.DataFrame:
+    """Every row of ours under `path` (files that are not ours are reported and skipped); none is a BenchError."""
+    rows = read_rows(path, {name: kind.schema for name, kind in KINDS.items()})
+    if rows.empty or "kind" not in rows:
+        raise BenchError(f"{path}: no result rows")
+    return rows
+
+
 def show(path: Annotated[Path, typer.Argument(help="A results folder (e.g. results/mqar) or a Parquet file.")],
          format: FormatOpt = Format.table):
     """Re-render the table of stored results."""
-    rows = read_rows(path)
-    if rows.empty or "kind" not in rows:
-        raise BenchError(f"{path}: no result rows")
+    rows = read_results(path)
     for name, subset in rows.groupby("kind"):
-        if name in KINDS:
-            render_rows(KINDS[name], subset, format)
+        render_rows(KINDS[name], subset, format)
