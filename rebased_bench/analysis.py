@@ -120,7 +120,7 @@ def best_lr(rows: pd.DataFrame, keys, settings, metric: str = "accuracy") -> pd.
 
 def _ok(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The ok rows that measured `metric` (an error row's metric is no measurement)."""
-    if metric not in rows:  # every row an error: the column read back all null and was left out
+    if metric not in rows:  # rows of another kind, or made by hand without it
         return rows.iloc[0:0]
     ok = rows[rows["status"] == "ok"] if "status" in rows else rows
     return ok.dropna(subset=[metric])

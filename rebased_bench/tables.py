@@ -10,7 +10,8 @@ from .analysis import INTERVAL, commits, mixed_settings, unresolved
 
 
 def value_text(value) -> str:
-    """A config value as a label: an integer without ".0" (an int column read beside nulls), a missing one "unset"."""
+    """A config value as a label: a number in its shortest form (64.0 from an int column beside nulls: "64"), a
+    missing one "unset"."""
     if pd.api.types.is_scalar(value) and pd.isna(value):
         return "unset"
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
