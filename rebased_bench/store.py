@@ -48,18 +48,70 @@ def to_table(row: dict, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([{f.name: row.get(f.name) for f in fields}], schema=full)
 
 
-def read_rows(path) -> pd.DataFrame:
-    """All rows under a results folder (or one Parquet file); corrupt files are reported and skipped."""
+def read_rows(path, schemas: dict[str, pa.Schema] | None = None) -> pd.DataFrame:
+    """All rows under a results folder (or one Parquet file), but in files and folders whose names start with "_"
+    or "." (which Parquet readers skip too); unreadable files are reported on stderr and skipped.
+
+    With `schemas` (kind name -> its columns), so is a file whose rows are not ours: without a kind and a status, of
+    a kind not in `schemas`, or with a column of another type than its kind's (castable ones are cast: an int
+    column where floats belong).
+    """
     path = Path(path)
-    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not path.exists():
         raise BenchError(f"{path}: no such file or folder")
+    files = [path] if path.is_file() else sorted(
+        file for file in path.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in
+                                                            file.relative_to(path).parts))
     frames = []
     for file in files:
         try:
-            frames.append(pq.read_table(file).to_pandas())
+            table = pq.read_table(file)
+            frames.append((table if schemas is None else _as_ours(table, schemas)).to_pandas())
         except (OSError, pa.ArrowException) as exc:
-            console.warn(f"skipping unreadable {file}: {exc}")
+            console.warn(f"skipping unreadable {file}: {_first_line(exc)}")
+        except NotOurs as exc:
+            console.warn(f"skipping {file}: {exc}")
     if not frames:
         return pd.DataFrame({"case_id": pd.Series(dtype=str)})
     return pd.concat(frames, ignore_index=True)
+
+
+class NotOurs(Exception):
+    """A readable Parquet file whose rows are not result rows of ours."""
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# Arrow types that hold the same kind of value: a column of one is read as another of its family.
+FAMILIES = (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t), pa.types.is_boolean,
+            lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), pa.types.is_timestamp,
+            lambda t: pa.types.is_list(t) or pa.types.is_large_list(t))
+
+
+def _as_ours(table: pa.Table, schemas: dict[str, pa.Schema]) -> pa.Table:
+    """The table with its kind's column types, or NotOurs saying why it is not one of ours."""
+    for column in ("kind", "status"):
+        if column not in table.column_names:
+            raise NotOurs(f"no {column!r} column: not result rows")
+    kinds = set(table.column("kind").to_pylist())
+    unknown = sorted(map(str, kinds - set(schemas)))
+    if unknown:
+        raise NotOurs(f"rows of kind {', '.join(unknown)}; ours are {', '.join(schemas)}")
+    for kind in sorted(kinds):
+        for field in schemas[kind]:
+            if field.name not in table.column_names:
+                continue
+            index = table.column_names.index(field.name)
+            column = table.column(index)
+            if column.type == field.type:
+                continue
+            same_family = any(family(column.type) and family(field.type) for family in FAMILIES)
+            if not (pa.types.is_null(column.type) or same_family):
+                raise NotOurs(f"column {field.name!r} holds {column.type}, not {field.type}")
+            try:
+                table = table.set_column(index, field.name, column.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise NotOurs(f"column {field.name!r} does not fit {field.type}: {_first_line(exc)}") from None
+    return table

@@ -1,30 +1,70 @@
 """Rich tables of result rows (what the kinds' summaries print on stdout)."""
 
+import numbers
+
 import pandas as pd
+from rich.console import Group
 from rich.table import Table
 
+from .analysis import INTERVAL, commits, mixed_settings, unresolved
 
-def pivot_table(cells: pd.DataFrame, rows: list[str], column: str, value: str, std: str | None = None,
-                title: str = "") -> Table:
-    """A Rich table: one line per `rows` combination, one column per `column` value, cells `value` [± std]."""
-    table = Table(title=title)
+
+def value_text(value) -> str:
+    """A config value as a label: a number in its shortest form (64.0 from an int column beside nulls: "64"), a
+    missing one "unset"."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return "unset"
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return f"{value:g}"
+    return str(value)
+
+
+def pivot_table(cells: pd.DataFrame, lines: list[str], column: str, text: str, title: str = "",
+                caption: str = "") -> Table:
+    """A Rich table: one line per `lines` combination, one column per `column` value, cells the `text` column.
+
+    A label column after the first that holds one value in every line goes into the caption instead.
+    """
+    shared = [c for c in lines[1:] if cells[c].nunique(dropna=False) == 1]
+    lines = [c for c in lines if c not in shared]
+    notes = [", ".join(f"{c}={value_text(cells[c].iloc[0])}" for c in shared)] if shared else []
+    table = Table(title=title, caption="\n".join(notes + ([caption] if caption else [])) or None)
     columns = sorted(cells[column].unique())
-    for name in rows:
+    for name in lines:
         table.add_column(name)
     for col in columns:
-        table.add_column(f"{column}={col}", justify="right")
-    for key, group in cells.groupby(rows, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        by_col = group.set_index(column)
-        line = [str(k) for k in key]
-        for col in columns:
-            if col not in by_col.index:
-                line.append("-")
-                continue
-            cell = by_col.loc[col]
-            text = f"{cell[value]:.3f}"
-            if std and cell.get("seeds", 1) > 1:
-                text += f" ± {cell[std]:.3f}"
-            line.append(text)
-        table.add_row(*line)
+        table.add_column(f"{column}={value_text(col)}", justify="right")
+    for key, group in cells.groupby(lines, sort=True, dropna=False):
+        by_column = dict(zip(group[column], group[text]))
+        table.add_row(*(value_text(k) for k in key), *(by_column.get(col, "-") for col in columns))
     return table
+
+
+def interval_text(cell) -> str:
+    """"mean [low, high] n=seeds" of one seed_stats row (no interval for one seed)."""
+    interval = f" [{cell['low']:.2f}, {cell['high']:.2f}]" if cell["seeds"] > 1 else ""
+    return f"{cell['mean']:.3f}{interval} n={cell['seeds']}"
+
+
+def seed_tables(stats: pd.DataFrame, rows: pd.DataFrame, lines: list[str], column: str, settings, title: str):
+    """Per suite, a table of `stats` (seed_stats or best_lr rows, with `suite`): a line per `lines` combination and
+    setting that differs inside the suite, a column per `column` value, each cell "mean [95% interval] n=seeds",
+    marked where the seeds do not resolve its difference from the best `lines[0]` (mixer, variant) of its column.
+    `rows` are the rows behind `stats`: the caption names their commits when they are several."""
+    among = lines[0]
+    tables = []
+    for suite, cells in stats.groupby("suite", sort=True):
+        differ = mixed_settings(cells, [*lines, column], settings)
+        marks = unresolved(cells, among, [*lines[1:], column, *differ])
+        cells = cells.assign(text=[f"{interval_text(cell)} {mark}".rstrip()
+                                   for (_, cell), mark in zip(cells.iterrows(), marks)])
+        made_at = commits(rows[rows["suite"] == suite])
+        caption = [f"mean [{INTERVAL}, clipped to 0..1] n=seeds; no interval for n=1"]
+        if any(marks):
+            caption.append(f"*: best {among} of its {', '.join([*lines[1:], column, *differ])}; "
+                           "~: not resolved from it (95% intervals overlap, or n=1)")
+        if len(made_at) > 1:
+            caption.append(f"rows of {len(made_at)} commits: {', '.join(made_at)}")
+        tables.append(pivot_table(cells, [*lines, *differ], column, "text", title=f"{title}, {suite}",
+                                  caption="\n".join(caption)))
+    return Group(*tables) if tables else None

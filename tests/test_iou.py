@@ -119,7 +119,7 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
     assert rows["query_rows"].tolist() == [16 * 4] * 2
     for column in ("iou_vs_reference", "iou_vs_oracle", "reference_iou_vs_oracle", "accuracy", "set_size"):
         assert rows[column].between(0, 2).all()
-    assert "Attention-map IoU vs conv_attention" in result.stdout and "(top-2;" in result.stdout
+    assert "Attention-map IoU vs conv_attention (top-2)" in " ".join(result.stdout.split())  # titles wrap
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == ["iou-d16-L32-lr0.003-seed0-top2.pdf", "iou-d16-L32-lr0.003-seed0-top2.png"]
     plotted = invoke("plot", tmp_path, "--suite", "iou", "--out", tmp_path / "plotted")  # heatmaps from map_path

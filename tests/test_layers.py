@@ -19,7 +19,7 @@ LAYERS = [
     ("figures", ("rebased_bench.figures",)),
     ("suites", ("rebased_bench.suite", "rebased_bench.suites", "rebased_bench.kinds")),
     ("runner", ("rebased_bench.runner", "rebased_bench.ray_executor", "rebased_bench.store", "rebased_bench.env",
-                "rebased_bench.tables")),
+                "rebased_bench.tables", "rebased_bench.analysis")),
     ("core", ("rebased_bench.training", "rebased_bench.models", "rebased_bench.data", "rebased_bench.checkpoints",
               "rebased_bench.config", "rebased_bench.console", "rebased_bench.files", "rebased_bench.errors",
               "rebased_bench.ranges", "rebased_bench.timing", "rebased_bench")),

@@ -54,17 +54,18 @@ def test_mqar_data_picks_the_best_lr_by_mean_and_ignores_error_rows():
     points = mqar_figure_data(mqar_rows()).set_index(["mixer", "d_model", "seq_len"])
     best = points.loc[("rebased", 64, 256)]
     assert best["lr"] == 1e-2 and best["mean"] == pytest.approx(0.8) and best["std"] == 0 and best["seeds"] == 2
+    assert best["runs"] == 4  # two lrs x two seeds behind the point
     assert "mamba" not in points.index.get_level_values("mixer")
-    assert points.loc[("rebased", 128, 512), "std"] == 0  # one seed: std 0, not NaN
+    one_seed = points.loc[("rebased", 128, 512)]
+    assert one_seed["seeds"] == 1 and one_seed[["std", "low", "high"]].isna().all()  # no interval from one seed
 
 
-def test_mqar_error_bars_are_std_over_seeds_clipped_to_0_1():
+def test_mqar_error_bars_are_the_t_interval_clipped_to_0_1():
     points = mqar_figure_data(mqar_rows()).set_index(["mixer", "d_model", "seq_len"])
-    high = points.loc[("based", 64, 256)]  # 1.0 and 0.8
-    assert high["std"] == pytest.approx(0.1414, abs=1e-4) and high["high"] == 1.0
-    assert high["low"] == pytest.approx(0.9 - 0.1414, abs=1e-4)
+    high = points.loc[("based", 64, 256)]  # 1.0 and 0.8: 0.9 ± 12.706 * 0.1414 / sqrt(2)
+    assert high["std"] == pytest.approx(0.1414, abs=1e-4) and (high["low"], high["high"]) == (0.0, 1.0)
     low = points.loc[("based", 128, 256)]  # 0.0 and 0.2
-    assert low["low"] == 0.0 and low["high"] == pytest.approx(0.1 + 0.1414, abs=1e-4)
+    assert (low["low"], low["high"]) == (0.0, 1.0)
 
 
 def test_ablate_data_is_best_lr_per_variant():

@@ -94,18 +94,6 @@ def test_unwritable_out_is_a_bench_error(tmp_path):
         Store(blocker, "toy", KIND.schema)
 
 
-def test_best_lr_never_pools_runs_of_different_settings():
-    from rebased_bench.kinds.mqar import best_lr
-    rows = pd.DataFrame({
-        "status": ["ok"] * 5 + ["error"], "mixer": ["m"] * 6, "d_model": [64] * 6, "seq_len": [64] * 6,
-        "lr": [1e-3, 1e-3, 3e-3, 1e-3, 1e-3, 1e-2], "seed": [0, 1, 0, 0, 1, 0], "epochs": [2, 2, 2, 8, 8, 2],
-        "accuracy": [0.2, 0.4, 0.1, 0.9, 0.7, 1.0]})
-    best = best_lr(rows).set_index("epochs")
-    assert best.loc[2, "lr"] == 1e-3 and best.loc[2, "mean"] == pytest.approx(0.3)
-    assert best.loc[2, "std"] == pytest.approx(0.1414, abs=1e-3) and best.loc[2, "seeds"] == 2
-    assert best.loc[8, "mean"] == pytest.approx(0.8)
-
-
 def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
     from rebased_bench.suite import load_suite
     path = tmp_path / "two.toml"
@@ -118,16 +106,3 @@ def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
     flagged = suite.override({"seq_len": [64]}, {"train_examples": 50, "epochs": None})
     assert flagged.cases() == [{"epochs": 2, "seq_len": 64, "train_examples": 50}]
     assert flagged.flagged == {"seq_len", "train_examples"}
-
-
-def test_summaries_label_rows_with_the_settings_that_differ():
-    from rebased_bench.kinds.ablate import summary as ablate_summary
-    from rebased_bench.kinds.mqar import summary as mqar_summary
-    rows = pd.DataFrame({
-        "status": ["ok"] * 4, "mixer": ["m"] * 4, "variant": ["x2"] * 4, "d_model": [64] * 4, "seq_len": [64] * 4,
-        "lr": [1e-3] * 4, "seed": [0, 1, 0, 1], "epochs": [2, 2, 8, 8], "accuracy": [0.2, 0.4, 0.9, 0.7]})
-    table = mqar_summary(rows)
-    assert [c.header for c in table.columns][:3] == ["mixer", "d_model", "epochs"] and table.row_count == 2
-    accuracy = ablate_summary(rows.assign(**{f"{t}_{p}_{s}": 1.0 for t in "qk" for p in ("gamma", "beta")
-                                             for s in ("mean", "std")})).renderables[0]
-    assert accuracy.row_count == 2

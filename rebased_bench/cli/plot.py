@@ -1,5 +1,6 @@
 """`rebased-bench plot`: every figure the stored rows support."""
 
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,7 +10,7 @@ import typer
 from .. import console
 from ..errors import BenchError
 from ..kinds import KINDS
-from ..store import read_rows
+from .show import read_results
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench plot                                   [dim]# every figure results/ supports -> results/figures/[/dim]\n
@@ -29,11 +30,21 @@ def plot(results: Annotated[Path, typer.Argument(help="A results folder (read re
              "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None):
     """Draw every figure the stored rows support (PNG and PDF); prints the path of each file written."""
     from ..figures import plot_results  # matplotlib only loads for this command
-    rows = read_rows(results)
-    if rows.empty or "kind" not in rows:
-        raise BenchError(f"{results}: no result rows")
+    rows = read_results(results)
     folder = results if results.is_dir() else results.parent
     if folder.name in KINDS:  # a figure inside a kind's folder would break pandas.read_parquet on it
         folder = folder.parent
-    for path in plot_results(rows, out or folder / "figures", [suite.value] if suite else None, baseline):
+    out = out or folder / "figures"
+    _check_writable(out)
+    for path in plot_results(rows, out, [suite.value] if suite else None, baseline):
         console.out(str(path))
+
+
+def _check_writable(out: Path):
+    """A BenchError unless figures can be written in `out` (made if missing): found before anything is drawn."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise BenchError(f"--out: cannot write figures to {out}: {exc.strerror or exc}") from None

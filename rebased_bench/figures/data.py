@@ -1,74 +1,58 @@
-"""The data behind each figure: one function per figure, rows in, a tidy DataFrame out (what gets drawn)."""
+"""The data behind each figure: one function per figure, rows in, a tidy DataFrame out (what gets drawn).
+
+Rows are read as their kind wrote them (`analysis.kind_rows`: each case once, old rows at the new fields'
+defaults). A point pooled over seeds carries `mean`, `seeds` (n), the 95% t-interval `low`/`high` (NaN for one
+seed) and `runs`, the ok rows behind it (every lr of a best-lr point), so each drawn row can be counted.
+"""
 
 import pandas as pd
 
-from ..kinds.mqar import best_lr
+from ..analysis import best_lr, kind_rows, seed_stats
+from ..kinds import ablate, iou, kernels, mqar
 
-# Config columns that tell two IoU measurements apart besides the mixer and the seed.
-IOU_CONFIG = ("seq_len", "d_model", "top_k", "mass")
 # Kernel shape columns: one line per (provider, shape); the seq_len axis runs inside one line.
 KERNEL_SHAPE = ("heads", "d", "dv")
 
 
-def ok_rows(rows: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Rows of one kind with status ok: error and skipped rows carry no metric worth drawing."""
-    if "kind" in rows:
-        rows = rows[rows["kind"] == kind]
-    return rows[rows["status"] == "ok"] if "status" in rows else rows
-
-
-def clipped_band(frame: pd.DataFrame, mean="mean", std="std") -> pd.DataFrame:
-    """Add `low`/`high`: mean -/+ std clipped to [0, 1], since an accuracy or IoU outside it is meaningless."""
-    return frame.assign(low=(frame[mean] - frame[std]).clip(0, 1), high=(frame[mean] + frame[std]).clip(0, 1))
-
-
-def _best_lr_points(rows: pd.DataFrame, kind: str, keys: tuple, order: list) -> pd.DataFrame:
-    """Per `keys`, the best-lr mean accuracy over seeds, std and clipped band of the kind's ok rows, sorted by `order`."""
-    best = best_lr(ok_rows(rows, kind).dropna(subset=["accuracy"]), keys=keys)
-    return best if best.empty else clipped_band(best).sort_values(order, ignore_index=True)
-
-
 def mqar_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
-    """Figure 1 points: per (suite, mixer, d_model, seq_len) the best-lr mean accuracy over seeds, std, clipped band."""
-    return _best_lr_points(rows, "mqar", ("suite", "mixer", "d_model", "seq_len"),
-                           ["suite", "mixer", "seq_len", "d_model"])
+    """Figure 1 points: per (suite, mixer, d_model, seq_len) and differing setting, the best-lr accuracy over seeds."""
+    best = best_lr(kind_rows(rows, mqar.KIND), ("suite", *mqar.POINT), mqar.SETTINGS)
+    return best.sort_values(["suite", "mixer", "seq_len", "d_model"], ignore_index=True)
 
 
 def ablate_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
-    """Grouped bars: per (suite, d_model, seq_len, variant) the best-lr mean accuracy over seeds, std, clipped band."""
-    return _best_lr_points(rows, "ablate", ("suite", "d_model", "seq_len", "variant"),
-                           ["suite", "d_model", "seq_len", "variant"])
+    """Grouped bars: per (suite, d_model, seq_len, variant) and differing setting, the best-lr accuracy over seeds."""
+    best = best_lr(kind_rows(rows, ablate.KIND), ("suite", *ablate.POINT), ablate.SETTINGS)
+    return best.sort_values(["suite", "d_model", "seq_len", "variant"], ignore_index=True)
 
 
 def iou_metric_columns(rows: pd.DataFrame) -> list[str]:
-    """The IoU metric columns of iou rows (e.g. iou_softmax, iou_oracle): numeric, named iou*."""
+    """The IoU metric columns of iou rows (e.g. iou_vs_reference, iou_vs_oracle): numeric, named iou*."""
     return [c for c in rows.columns if c.startswith("iou") and pd.api.types.is_numeric_dtype(rows[c])]
 
 
 def iou_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
-    """Bars: per (suite, config, mixer, metric) the mean IoU over seeds and std; one row per metric column."""
-    rows = ok_rows(rows, "iou")
-    metrics = iou_metric_columns(rows)
-    keys = ["suite", "mixer"] + [c for c in IOU_CONFIG if c in rows]
-    if not metrics or rows.empty:
-        return pd.DataFrame(columns=keys + ["metric", "mean", "std", "seeds"])
-    long = rows.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="iou").dropna(subset=["iou"])
-    # top_k or mass is null by design (one selection rule per row): keep those groups.
-    stats = long.groupby(keys + ["metric"], dropna=False)["iou"].agg(mean="mean", std="std", seeds="count")
-    stats = stats.reset_index()
-    stats["std"] = stats["std"].fillna(0.0)
-    return clipped_band(stats).sort_values(keys + ["metric"], ignore_index=True)
+    """Bars: per (suite, mixer, d_model, seq_len, reference), differing setting and IoU column (`metric`), the mean
+    over seeds."""
+    rows = kind_rows(rows, iou.KIND)
+    keys = ["suite", *iou.POINT, "reference_mixer"]
+    bars = [seed_stats(rows, keys, metric, iou.SETTINGS).assign(metric=metric) for metric in iou_metric_columns(rows)]
+    if not bars:
+        return pd.DataFrame(columns=[*keys, "metric", "mean", "std", "seeds", "low", "high", "runs"])
+    return pd.concat(bars, ignore_index=True).sort_values([*keys, "metric"], ignore_index=True)
 
 
 def kernels_time_data(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (suite, dtype, tokens per call, mode, provider, shape, seq_len): median time, p20/p80, peak memory, TFLOP/s."""
-    rows = ok_rows(rows, "kernels").dropna(subset=["median_ms"])
+    rows = kind_rows(rows, kernels.KIND)
+    rows = rows[rows["status"] == "ok"].dropna(subset=["median_ms"]) if "median_ms" in rows else rows.iloc[0:0]
     # Rows of one sweep share tokens per call (batch * seq_len): a line across seq_len compares like with like.
     rows = rows.assign(tokens=rows["batch"] * rows["seq_len"])
     keys = ["suite", "dtype", "tokens", "mode", "provider", *KERNEL_SHAPE, "seq_len"]
     values = {c: c for c in ("median_ms", "p20_ms", "p80_ms", "tflops", "peak_mem_bytes") if c in rows}
-    # Repeated runs of one case (several result folders): the median of their medians.
-    stats = rows.groupby(keys, dropna=False)[list(values)].median().reset_index()
+    # Runs of one shape that differ in a seed or timing setting: the median of their medians, and how many.
+    groups = rows.groupby(keys, dropna=False)
+    stats = groups[list(values)].median().join(groups.size().rename("runs")).reset_index()
     return stats.sort_values(keys, ignore_index=True)
 
 

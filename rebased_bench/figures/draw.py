@@ -3,7 +3,12 @@
 import numpy as np
 import pandas as pd
 
-from .style import ABLATION_ORDER, legend_below, log2_axis, new_figure, order, plain_log_y, style
+from ..analysis import INTERVAL
+from ..tables import value_text
+from .style import ABLATION_ORDER, figure_title, legend_below, log2_axis, new_figure, order, plain_log_y, style
+
+# What the error bars of a figure pooled over seeds are.
+BARS = f"bars: {INTERVAL}, none for one seed"
 
 MODE_ORDER = ("fwd", "fwd+bwd", "fwd_bwd", "bwd")
 
@@ -13,29 +18,38 @@ def _modes(frame: pd.DataFrame) -> list:
     return sorted(modes, key=lambda m: (MODE_ORDER.index(m) if m in MODE_ORDER else len(MODE_ORDER), str(m)))
 
 
-def _errorbar(ax, x, frame, name, **extra):
-    """Points with asymmetric error bars from the frame's clipped band (low/high)."""
-    s = style(name)
-    yerr = np.vstack([frame["mean"] - frame["low"], frame["high"] - frame["mean"]])
-    ax.errorbar(x, frame["mean"], yerr=yerr, color=s.color, marker=s.marker, label=s.label, capsize=4,
-                markersize=7, linewidth=1.8, **extra)
+def seed_labels(frame: pd.DataFrame, name: str) -> dict:
+    """Legend label of each `name` value (mixer, variant) with its seeds: "ReBased (n=2)", "Based (n=1-3)"."""
+    labels = {}
+    for value, mine in frame.groupby(name):
+        low, high = mine["seeds"].min(), mine["seeds"].max()
+        labels[value] = f"{style(value).label} (n={low}{'' if low == high else f'-{high}'})"
+    return labels
 
 
-def draw_mqar(points: pd.DataFrame, suite: str):
-    """The paper's Figure 1: one panel per seq_len, accuracy vs d_model (log2) per mixer, error bars = std clipped."""
+def _interval(frame: pd.DataFrame):
+    """Error bar lengths below and above the mean from the interval low/high; NaN (no bar) for one seed."""
+    return np.vstack([frame["mean"] - frame["low"], frame["high"] - frame["mean"]]).astype(float)
+
+
+def draw_mqar(points: pd.DataFrame, about: str):
+    """The paper's Figure 1: one panel per seq_len, accuracy vs d_model (log2) per mixer, interval bars."""
     seq_lens = sorted(points["seq_len"].unique())
     fig, axes = new_figure(len(seq_lens))
+    labels = seed_labels(points, "mixer")
     for ax, seq_len in zip(axes, seq_lens):
         panel = points[points["seq_len"] == seq_len]
         for mixer in order(panel["mixer"]):
             line = panel[panel["mixer"] == mixer].sort_values("d_model")
-            _errorbar(ax, line["d_model"], line, mixer)
+            s = style(mixer)
+            ax.errorbar(line["d_model"], line["mean"], yerr=_interval(line), color=s.color, marker=s.marker,
+                        label=labels[mixer], capsize=4, markersize=7, linewidth=1.8)
         log2_axis(ax, points["d_model"])
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"Sequence Length: {seq_len}")
     axes[0].set_ylabel("Accuracy")
     axes[len(axes) // 2].set_xlabel("Model Dim")  # under the middle panel, as in the paper (clear of the legend)
-    fig.suptitle(f"MQAR, {suite}: best lr per point, mean ± std over seeds", fontsize="medium")
+    figure_title(fig, f"MQAR, {about}: best lr per point\n{BARS}")
     legend_below(fig, axes)
     return fig
 
@@ -76,37 +90,35 @@ def draw_kernels(frame: pd.DataFrame, value: str, ylabel: str, title: str, band=
         ax.set_title(f"mode: {mode}")
         ax.set_xlabel("Sequence Length")
     axes[0].set_ylabel(ylabel)
-    fig.suptitle(title, fontsize="medium")
+    figure_title(fig, title)
     legend_below(fig, axes)
     return fig
 
 
 def _group_label(key: dict) -> str:
-    short = {"seq_len": "L", "d_model": "d", "top_k": "top-k", "mass": "mass"}
-    return ", ".join(f"{short.get(c, c)}={v:g}" if isinstance(v, (int, float, np.number)) else f"{c}={v}"
-                     for c, v in key.items() if not pd.isna(v))
+    short = {"seq_len": "L", "d_model": "d"}
+    return ", ".join(f"{short.get(c, c)}={value_text(v)}" for c, v in key.items())
 
 
 def grouped_bars(ax, frame: pd.DataFrame, groups: list[str], bar: str, first=None):
-    """Bars of `bar` values side by side within each group (a combination of `groups` columns), clipped error bars."""
+    """Bars of `bar` values side by side within each group (a combination of `groups` columns), interval bars."""
     # Only the group columns that vary name a group: a constant d_model would just repeat on every tick.
-    shown = [c for c in groups if frame[c].nunique(dropna=True) > 1] or groups[:1]
+    shown = [c for c in groups if frame[c].nunique(dropna=False) > 1] or groups[:1]
     keys = frame[shown].drop_duplicates().sort_values(shown).reset_index(drop=True)
     names = order(frame[bar], first) if first else order(frame[bar])
+    labels = seed_labels(frame, bar)
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         mine = keys.merge(frame[frame[bar] == name], on=shown, how="left")
         x = np.arange(len(keys)) + (i - (len(names) - 1) / 2) * width
-        s = style(name)
-        yerr = np.vstack([mine["mean"] - mine["low"], mine["high"] - mine["mean"]])
-        ax.bar(x, mine["mean"], width, yerr=yerr, color=s.color, label=s.label, capsize=2, edgecolor="white",
-               linewidth=0.5, error_kw={"elinewidth": 1})
+        ax.bar(x, mine["mean"], width, yerr=_interval(mine), color=style(name).color, label=labels[name], capsize=2,
+               edgecolor="white", linewidth=0.5, error_kw={"elinewidth": 1})
     ax.set_xticks(np.arange(len(keys)), [_group_label(row) for row in keys.to_dict("records")])
     ax.grid(False, axis="x")  # a vertical grid line would run through the middle bar
     ax.set_ylim(0, 1.05)
 
 
-def draw_ablate(bars: pd.DataFrame, suite: str):
+def draw_ablate(bars: pd.DataFrame, about: str):
     """Feature-map ablation: best-lr accuracy per variant (bars) in groups of seq_len, one panel per d_model."""
     d_models = sorted(bars["d_model"].unique())
     fig, axes = new_figure(len(d_models), width=max(4.0, 1.2 * bars["seq_len"].nunique() + 2), height=3.4)
@@ -115,20 +127,27 @@ def draw_ablate(bars: pd.DataFrame, suite: str):
         ax.set_title(f"Model Dim: {d_model}")
         ax.set_xlabel("Sequence Length")
     axes[0].set_ylabel("Accuracy")
-    fig.suptitle(f"Feature-map ablation, {suite}: best lr, mean ± std over seeds", fontsize="medium")
+    figure_title(fig, f"Feature-map ablation, {about}: best lr\n{BARS}")
     legend_below(fig, axes)
     return fig
 
 
-def draw_iou(bars: pd.DataFrame, suite: str, config: list[str]):
-    """IoU per model (bars) grouped by config (seq_len, d_model, top-k / mass), one panel per IoU metric."""
+def metric_label(metric: str, references) -> str:
+    """A panel title for an IoU column: iou_vs_oracle -> "IoU vs oracle", iou_vs_reference -> "IoU vs reference
+    (conv_attention)"."""
+    label = " ".join(["IoU", *metric.removeprefix("iou").strip("_").split("_")])
+    return f"{label} ({', '.join(sorted(map(str, references)))})" if label.endswith("reference") else label
+
+
+def draw_iou(bars: pd.DataFrame, about: str):
+    """IoU per model (bars) grouped by (seq_len, d_model), one panel per IoU column."""
     metrics = sorted(bars["metric"].unique())
-    groups = bars[config].drop_duplicates()
+    groups = bars[["seq_len", "d_model"]].drop_duplicates()
     fig, axes = new_figure(len(metrics), width=max(4.0, 1.5 * len(groups) + 2), height=3.4)
     for ax, metric in zip(axes, metrics):
-        grouped_bars(ax, bars[bars["metric"] == metric], config, "mixer")
-        ax.set_title(metric.replace("iou_", "IoU vs ").replace("_", " ").replace("iou", "IoU"))
-    axes[0].set_ylabel("IoU (mean ± std over seeds)")
-    fig.suptitle(f"Attention-map IoU, {suite}", fontsize="medium")
+        grouped_bars(ax, bars[bars["metric"] == metric], ["seq_len", "d_model"], "mixer")
+        ax.set_title(metric_label(metric, bars["reference_mixer"].unique()))
+    axes[0].set_ylabel("IoU")
+    figure_title(fig, f"Attention-map IoU, {about}\n{BARS}")
     legend_below(fig, axes)
     return fig

@@ -7,7 +7,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import console
-from .style import save
+from ..analysis import kind_rows
+from ..kinds import iou
+from .style import figure_title, save
 
 GROUP_KEYS = ["d_model", "seq_len", "num_kv_pairs", "lr", "seed", "reference_mixer", "top_k", "mass"]
 
@@ -31,7 +33,7 @@ def draw_attention_heatmaps(panels, query_positions, oracle, title: str = "") ->
     axes[0].set_yticks(range(0, len(query_positions), step), labels=query_positions[::step])
     axes[0].set_ylabel("query position")
     if title:
-        fig.suptitle(title, fontsize=9)
+        figure_title(fig, title)
     return fig
 
 
@@ -40,13 +42,14 @@ def plot_iou_heatmaps(rows: pd.DataFrame, folder: Path) -> list[Path]:
 
     Rows whose map file is missing here (moved, or written on another machine) are left out, with a note.
     """
+    rows = kind_rows(rows, iou.KIND)
     if "map_path" not in rows:
         return []
     ok = rows[(rows["status"] == "ok") & rows["map_path"].notna()]
     missing = ok["map_path"].map(lambda path: not Path(path).is_file())
     for path in ok["map_path"][missing]:
         console.log(f"plot: no heatmap from {path}: no such file")
-    ok = ok[~missing].assign(**{key: None for key in GROUP_KEYS if key not in ok})  # all-null columns read back absent
+    ok = ok[~missing]
     written = []
     for key, group in ok.groupby(GROUP_KEYS, dropna=False, sort=True):
         setting = dict(zip(GROUP_KEYS, key))

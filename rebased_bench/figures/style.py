@@ -1,10 +1,12 @@
 """One look for every figure: the palette (a fixed colour, marker and label per mixer/provider), axes, saving."""
 
 import re
+import textwrap
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend, headless by construction
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
@@ -83,6 +85,7 @@ def log2_axis(ax, values, axis="x"):
 def new_figure(panels: int, width=3.2, height=3.0, sharey=True):
     """A 1 x panels figure (paper layout) and its axes as a list."""
     fig = Figure(figsize=(max(width * panels, 4.5), height), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer to measure the legend with (legend_below)
     axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
     for ax in axes:
         ax.grid(True, color="0.85", linewidth=0.8)
@@ -92,17 +95,32 @@ def new_figure(panels: int, width=3.2, height=3.0, sharey=True):
     return fig, list(axes)
 
 
+# About this many characters of the medium font fit an inch (a little fewer than measured, to be safe).
+CHARS_PER_INCH = 11
+
+
+def figure_title(fig, text: str):
+    """The figure's title, each line wrapped to the figure's width so that none runs past its edges."""
+    width = max(20, int(fig.get_figwidth() * CHARS_PER_INCH))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.splitlines()), fontsize="medium")
+
+
 def legend_below(fig, axes):
-    """One legend for the figure, centred below the panels, as in the paper."""
+    """One legend for the figure, centred below the panels, as in the paper; the figure grows by the legend's size
+    (constrained layout would otherwise take its room from the panels and squash a panel under a long legend)."""
     seen = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
-    if seen:
-        # As many columns as fit the figure's width (about 11 characters an inch, plus the handle), at most 6.
-        widest = max(len(label) for label in seen) + 5
-        ncols = max(1, min(len(seen), 6, int(fig.get_figwidth() * 11 // widest)))
-        fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncols=ncols, frameon=True)
+    if not seen:
+        return
+    # As many columns as fit the figure's width (the label and its handle), at most 6.
+    widest = max(len(label) for label in seen) + 5
+    ncols = max(1, min(len(seen), 6, int(fig.get_figwidth() * CHARS_PER_INCH // widest)))
+    legend = fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncols=ncols, frameon=True)
+    size = legend.get_window_extent(fig.canvas.get_renderer())
+    fig.set_figheight(fig.get_figheight() + size.height / fig.dpi)
+    fig.set_figwidth(max(fig.get_figwidth(), size.width / fig.dpi + 0.2))
 
 
 def plain_log_y(ax):

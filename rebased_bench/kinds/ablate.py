@@ -13,12 +13,13 @@ import torch
 from rich.console import Group
 from rich.table import Table
 
+from ..analysis import best_lr, kind_rows, setting_fields
 from ..checkpoints import save_if_asked
 from ..config import FieldError
 from ..models.mixers import LinearAttention
 from ..models.registry import VARIANTS
 from ..runner import SuiteKind
-from ..tables import pivot_table
+from ..tables import seed_tables
 from . import mqar
 
 AFFINE_COLUMNS = [f"{owner}_{param}_{stat}" for owner in ("q", "k") for param in ("gamma", "beta")
@@ -49,6 +50,11 @@ class AblateCase(mqar.MqarCase):
             raise FieldError("variant", f"the model's mixer {self.model.mixer!r} is not the variant {self.variant!r}")
 
 
+# A bar of the ablation figure; the variant is the mixer. Every other field that changes the result is a setting.
+POINT = ("variant", "d_model", "seq_len")
+SETTINGS = setting_fields(AblateCase, (*POINT, "mixer", "lr", "seed"))
+
+
 def affine_summary(model) -> dict:
     """Mean and std of the learned γ and β of q and k in the model's LinearAttention layer (NaN where absent)."""
     layer = next(m for m in model.modules() if isinstance(m, LinearAttention))
@@ -69,21 +75,23 @@ def run_case(case: AblateCase, device: torch.device, state_path=None) -> dict:
 
 
 def summary(rows):
-    """Best-lr accuracy (variant x d_model rows, seq_len columns), then the learned γ/β per variant."""
-    best = mqar.best_lr(rows, keys=("variant", "d_model", "seq_len"))
+    """Per suite, the best-lr accuracy (variant x d_model lines, seq_len columns), then the learned γ/β per variant."""
+    rows = kind_rows(rows, KIND)
+    best = best_lr(rows, ("suite", *POINT), SETTINGS)
     if best.empty:
         return None
-    accuracy = pivot_table(best, ["variant", "d_model", *mqar.setting_columns(best)], "seq_len", "mean", std="std",
-                           title="Feature-map ablation: MQAR accuracy (best lr, mean over seeds)")
+    accuracy = seed_tables(best, rows, ["variant", "d_model"], "seq_len", SETTINGS,
+                           "Feature-map ablation: MQAR accuracy (best lr per cell)")
     return Group(accuracy, _affine_table(rows))
 
 
 def _affine_table(rows) -> Table:
     """Per variant, over its ok runs: the mean of each vector's mean, ± the mean of each vector's std."""
     ok = rows[rows["status"] == "ok"]
-    table = Table(title="Learned γ / β of q and k (mean ± spread within the vector, averaged over runs)",
+    table = Table(title="Learned γ / β of q and k (mean ± spread within the vector, averaged over the n runs)",
                   caption="-: the variant has no such parameter")
     table.add_column("variant")
+    table.add_column("n", justify="right")
     for owner in ("q", "k"):
         for param in ("γ", "β"):
             table.add_column(f"{owner} {param}", justify="right")
@@ -93,7 +101,7 @@ def _affine_table(rows) -> Table:
             for param in ("gamma", "beta"):
                 mean, std = group[f"{owner}_{param}_mean"].mean(), group[f"{owner}_{param}_std"].mean()
                 cells.append("-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}")
-        table.add_row(variant, *cells)
+        table.add_row(variant, str(len(group)), *cells)
     return table
 
 

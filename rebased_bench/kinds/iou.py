@@ -14,17 +14,18 @@ The paper compares maps by intersection over union but its binarization is not p
 """
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 from rich.console import Group
 
+from ..analysis import kind_rows, seed_stats, setting_fields
 from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from ..config import IGNORED, Check, Count, FieldError
 from ..data.mqar import query_index
@@ -32,7 +33,7 @@ from ..errors import BenchError
 from ..files import write_atomic
 from ..models.registry import resolve
 from ..runner import SuiteKind
-from ..tables import pivot_table
+from ..tables import seed_tables
 from ..training import query_logits
 from . import mqar
 
@@ -194,22 +195,30 @@ def _example(inputs, query_positions, maps, reference_maps, oracle):
                 inputs=inputs.cpu().numpy())
 
 
+# A bar of the IoU figure, whose seeds are pooled. Every other field that changes the result is a setting (the lr
+# and the key-set rule among them).
+POINT = ("mixer", "d_model", "seq_len")
+SETTINGS = setting_fields(IouCase, (*POINT, "seed"))
+
+
 def summary(rows):
-    """Three tables, rows mixer x d_model, columns seq_len: IoU vs the reference, IoU vs the oracle, accuracy."""
+    """Per suite three tables, lines mixer x d_model, columns seq_len, each pooled over seeds: IoU vs the reference
+    (without the reference's own rows: 1 by construction), IoU vs the oracle, accuracy."""
+    rows = kind_rows(rows, KIND)
     ok = rows[rows["status"] == "ok"]
     if ok.empty:
         return None
-    rules = sorted({f"top-{int(k)}" if not math.isnan(k) else f"mass {m:g}"
-                    for k, m in zip(ok["top_k"].astype(float), ok["mass"].astype(float))})
+    rules = sorted({f"top-{int(k)}" if pd.notna(k) else f"mass {m:g}" for k, m in zip(ok["top_k"], ok["mass"])})
     titles = {"iou_vs_reference": f"Attention-map IoU vs {', '.join(sorted(set(ok['reference_mixer'])))} "
-                                  f"({', '.join(rules)}; mean over seeds)",
+                                  f"({', '.join(rules)})",
               "iou_vs_oracle": "IoU vs the oracle set {queried key, its value}",
               "accuracy": "MQAR test accuracy of the compared weights"}
     tables = []
     for column, title in titles.items():
-        stats = ok.groupby(["mixer", "d_model", "seq_len"])[column].agg(mean="mean", std="std", seeds="count")
-        stats = stats.reset_index().fillna({"std": 0.0})
-        tables.append(pivot_table(stats, ["mixer", "d_model"], "seq_len", "mean", std="std", title=title))
+        measured = rows[rows["mixer"] != rows["reference_mixer"]] if column == "iou_vs_reference" else rows
+        stats = seed_stats(measured, ("suite", *POINT), column, SETTINGS)
+        if not stats.empty:
+            tables.append(seed_tables(stats, measured, ["mixer", "d_model"], "seq_len", SETTINGS, title))
     return Group(*tables)
 
 

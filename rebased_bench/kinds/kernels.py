@@ -18,6 +18,7 @@ import torch
 from rich.table import Table
 
 from .. import console
+from ..analysis import kind_rows
 from ..config import IGNORED, Config, Count, NonNegative
 from ..errors import BenchError
 from ..files import write_atomic
@@ -150,17 +151,22 @@ def profile(step, case: KernelCase, device, steps=3, top=8) -> str:
 
 
 def summary(rows):
-    """Median ms per (mode, provider, shape) x seq_len, ok rows; skipped and error rows are listed apart."""
-    ok = rows[rows["status"] == "ok"]
-    skipped = rows[rows["status"] == "skipped"].drop_duplicates("error")
+    """Median ms per (mode, provider, shape, dtype) x seq_len over the ok rows, each case once; skipped rows apart."""
+    rows = kind_rows(rows, KIND)
+    ok = rows[rows["status"] == "ok"].dropna(subset=["median_ms"]) if "median_ms" in rows else rows.iloc[0:0]
+    skipped = [f"skipped: {reason}" for reason in rows.loc[rows["status"] == "skipped", "error"].drop_duplicates()]
     if ok.empty:
-        table = Table(title="Kernel time: no ok rows")
+        table = Table(title="Kernel time: no ok rows", caption="\n".join(skipped) or None)
         table.add_column("skipped")
-    else:
-        table = pivot_table(ok, ["mode", "provider", "tokens", "d", "dtype"], "seq_len", "median_ms",
-                            title="Kernel time, median ms (tokens = batch x seq_len per call)")
-    table.caption = "\n".join(f"skipped: {reason}" for reason in skipped["error"])
-    return table
+        return table
+    lines = ["mode", "provider", "tokens", "heads", "d", "dv", "dtype"]
+    cells = ok.groupby([*lines, "seq_len"], dropna=False)["median_ms"].agg(median="median", runs="count")
+    cells = cells.reset_index()
+    cells["text"] = [f"{median:.3f}" + (f" n={runs}" if runs > 1 else "")
+                     for median, runs in zip(cells["median"], cells["runs"])]
+    caption = "one timed run per cell (n=1); n=k: the median of k runs of one shape (seeds, timing settings)"
+    return pivot_table(cells, lines, "seq_len", "text", title="Kernel time, median ms (tokens = batch x seq_len per call)",
+                       caption="\n".join([caption, *skipped]))
 
 
 KIND = SuiteKind("kernels", KernelCase, METRICS, run_case, summary, progress_metric="median_ms")

@@ -2,25 +2,25 @@
 
 A case (`MqarCase`) is a model part (which mixer, how wide), a data part (the MQAR task and its examples) and a
 training part (the optimizer protocol); its flat fields are a suite's fields and the row's config columns. The
-ablate and iou kinds extend it. `best_lr` is the reduction its tables and figures share.
+ablate and iou kinds extend it.
 """
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-import pandas as pd
 import pyarrow as pa
 import torch
 
 from ..checkpoints import save_if_asked
-from ..config import IGNORED, WHEN_SET, Config, Count, FieldError, NonNegative, Positive, flat_fields
+from ..analysis import best_lr, kind_rows, setting_fields
+from ..config import IGNORED, WHEN_SET, Config, Count, FieldError, NonNegative, Positive
 from ..data.mqar import check_config, paper_num_kv_pairs, train_test
 from ..errors import BenchError
 from ..models.lm import LanguageModel, ModelConfig
 from ..models.registry import resolve
 from ..runner import SuiteKind
-from ..tables import pivot_table
+from ..tables import seed_tables
 from ..training import TrainConfig, train
 
 PRECISIONS = ("fp32", "bf16")  # fp32: the paper's protocol; bf16: autocast
@@ -114,10 +114,10 @@ METRICS = pa.schema([
              "micro_batch_used": "examples per forward/backward: the device's choice when micro_batch_size is 0",
              "loss_history": "mean training loss of each epoch"})
 
-# Figure 1's sweep axes. Every other field of an MQAR case that changes the result is a setting: runs that differ
-# in one are never pooled as if they were seeds.
-AXES = ("mixer", "d_model", "seq_len", "lr", "seed")
-SETTINGS = tuple(name for name, (f, _) in flat_fields(MqarCase).items() if name not in AXES and f.metadata != IGNORED)
+# A point of Figure 1, and its sweep axes. Every other field of an MQAR case that changes the result is a setting:
+# runs that differ in one are never pooled as if they were seeds.
+POINT = ("mixer", "d_model", "seq_len")
+SETTINGS = setting_fields(MqarCase, (*POINT, "lr", "seed"))
 
 
 def train_case(case: MqarCase, device: torch.device, state_path=None) -> tuple[LanguageModel, dict]:
@@ -135,42 +135,12 @@ def run_case(case: MqarCase, device: torch.device, state_path=None) -> dict:
     return {**metrics, "checkpoint_path": save_if_asked(model, KIND.name, case, metrics)}
 
 
-def mixed_settings(rows: pd.DataFrame, keys) -> list[str]:
-    """Setting columns that take several values inside one group of `keys` (e.g. a rerun with --epochs 8)."""
-    present = [c for c in SETTINGS if c in rows and c not in keys]
-    if rows.empty or not present:
-        return []
-    counts = rows.groupby(list(keys))[present].nunique(dropna=False).max()
-    return [c for c in present if counts[c] > 1]
-
-
-def setting_columns(best: pd.DataFrame) -> list[str]:
-    """The setting columns `best_lr` had to add to its keys: label table rows with them too."""
-    return [c for c in SETTINGS if c in best]
-
-
-def best_lr(rows: pd.DataFrame, keys=("mixer", "d_model", "seq_len"), metric="accuracy") -> pd.DataFrame:
-    """Per `keys`, the lr with the best mean-over-seeds `metric`: keys, lr, mean, std (0 for one seed), seeds.
-
-    Rows that differ in a setting (epochs, examples, ...) inside a group become separate groups, named by
-    those setting columns, so runs of different protocols are never averaged as if they were seeds.
-    """
-    ok = rows[rows["status"] == "ok"]
-    keys = list(keys) + mixed_settings(ok, keys)
-    stats = ok.groupby(keys + ["lr"])[metric].agg(mean="mean", std="std", seeds="count").reset_index()
-    stats["std"] = stats["std"].fillna(0.0)
-    if stats.empty:
-        return stats
-    return stats.loc[stats.groupby(keys)["mean"].idxmax()].reset_index(drop=True)
-
-
 def summary(rows):
-    """Rows mixer x d_model, columns seq_len, cells the best-lr accuracy (mean over seeds ± std)."""
-    best = best_lr(rows)
-    if best.empty:
-        return None
-    return pivot_table(best, ["mixer", "d_model", *setting_columns(best)], "seq_len", "mean", std="std",
-                       title="MQAR accuracy (best lr, mean over seeds)")
+    """Per suite: lines mixer x d_model (x settings that differ), columns seq_len, cells the best-lr accuracy."""
+    rows = kind_rows(rows, KIND)
+    best = best_lr(rows, ("suite", *POINT), SETTINGS)
+    return None if best.empty else seed_tables(best, rows, ["mixer", "d_model"], "seq_len", SETTINGS,
+                                               "MQAR accuracy (best lr per cell)")
 
 
 KIND = SuiteKind("mqar", MqarCase, METRICS, run_case, summary, progress_metric="accuracy")
