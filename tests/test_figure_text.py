@@ -144,3 +144,20 @@ def test_the_published_ablation_figure_keeps_its_title_inside():
     fig.canvas.draw()
     title = next(t for t in fig.get_children() if isinstance(t, Text) and "ablation" in t.get_text())
     assert inside(title.get_window_extent(fig.canvas.get_renderer()), fig.bbox)
+
+
+def test_training_curves_have_one_point_per_epoch_of_every_run():
+    from rebased_bench.figures import mqar_curves_data
+    from rebased_bench.figures.draw import draw_mqar_curves
+    rows = rows_of("mqar", {("rebased", 64, 256): [0.5, 0.9], ("based", 128, 512): [0.2]})
+    histories = [[0.0, 0.1, 0.5], [0.0, 0.9], [0.0, 0.0, 0.1, 0.2]]
+    rows = rows.assign(accuracy_history=histories)
+    curves = mqar_curves_data(rows)
+    assert len(curves) == 9 and curves.groupby(["mixer", "seed"])["epoch"].max().to_dict() == {
+        ("based", 0): 4, ("rebased", 0): 3, ("rebased", 1): 2}
+    fig = draw_mqar_curves(curves, "tiny")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == 3 and inside(legend.get_window_extent(renderer), fig.bbox)
+    assert [ax.get_title() for ax in fig.axes] == ["seq_len 256, d_model 64", "seq_len 512, d_model 128"]

@@ -1,6 +1,6 @@
 """Figures from result rows: `plot_results(rows, out)` draws every figure the rows support, PNG and PDF.
 
-File names depend only on the data: mqar_<suite>, ablate_<suite>, iou_<suite> (each with _<field><value> for a
+File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run), ablate_<suite>, iou_<suite> (each with _<field><value> for a
 setting that differs inside the suite: one figure per protocol, never two protocols pooled), the IoU heatmaps
 iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>, kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory}.
 Built on matplotlib's object API (no pyplot, no global backend): headless, safe to import from any command.
@@ -18,13 +18,13 @@ from ..errors import BenchError
 from ..kinds import KINDS, ablate, iou, kernels, mqar
 from ..tables import value_text
 from .data import (ablate_figure_data, iou_figure_data, kernels_memory_data, kernels_speedup_data, kernels_time_data,
-                   mqar_figure_data)
-from .draw import draw_ablate, draw_iou, draw_kernels, draw_mqar
+                   mqar_curves_data, mqar_figure_data)
+from .draw import draw_ablate, draw_iou, draw_kernels, draw_mqar, draw_mqar_curves
 from .heatmaps import draw_attention_heatmaps, plot_iou_heatmaps
 from .style import PALETTE, safe_name, save, style
 
 __all__ = ["PALETTE", "plot_results", "plan_figures", "plot_iou_heatmaps", "draw_attention_heatmaps", "style",
-           "mqar_figure_data", "ablate_figure_data", "iou_figure_data", "kernels_time_data", "kernels_speedup_data",
+           "mqar_figure_data", "mqar_curves_data", "ablate_figure_data", "iou_figure_data", "kernels_time_data", "kernels_speedup_data",
            "kernels_memory_data"]
 
 DEFAULT_BASELINE = "sdpa"
@@ -57,8 +57,11 @@ def _per_setting(frame: pd.DataFrame, prefix: str, point: tuple, settings, draw)
 
 
 def plan_mqar(rows, **_) -> list[Planned]:
-    """The paper's Figure 1 layout, one figure per suite (and protocol)."""
-    return _per_setting(mqar_figure_data(rows), "mqar", mqar.POINT, mqar.SETTINGS, draw_mqar)
+    """The paper's Figure 1 layout, one figure per suite (and protocol); and each suite's training curves."""
+    curves = mqar_curves_data(rows)
+    return _per_setting(mqar_figure_data(rows), "mqar", mqar.POINT, mqar.SETTINGS, draw_mqar) + [
+        Planned(f"mqar-curves_{safe_name(suite)}", data, partial(draw_mqar_curves, data, str(suite)))
+        for suite, data in curves.groupby("suite", sort=True)]
 
 
 def plan_ablate(rows, **_) -> list[Planned]:

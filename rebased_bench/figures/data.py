@@ -20,6 +20,18 @@ def mqar_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
     return best.sort_values(["suite", "mixer", "seq_len", "d_model"], ignore_index=True)
 
 
+def mqar_curves_data(rows: pd.DataFrame) -> pd.DataFrame:
+    """Training curves: one row per (ok case, epoch) with its test accuracy, from the rows' accuracy_history."""
+    ok = kind_rows(rows, mqar.KIND).query("status == 'ok'")
+    keys = ["suite", *mqar.POINT, "lr", "seed"]
+    if ok.empty or "accuracy_history" not in ok:
+        return pd.DataFrame(columns=[*keys, "epoch", "accuracy"])
+    curves = ok[keys + ["accuracy_history"]].explode("accuracy_history").dropna(subset=["accuracy_history"])
+    curves = curves.rename(columns={"accuracy_history": "accuracy"}).astype({"accuracy": float})
+    curves["epoch"] = curves.groupby(level=0).cumcount() + 1
+    return curves.sort_values([*keys, "epoch"], ignore_index=True)
+
+
 def ablate_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
     """Grouped bars: per (suite, d_model, seq_len, variant) and differing setting, the best-lr accuracy over seeds."""
     best = best_lr(kind_rows(rows, ablate.KIND), ("suite", *ablate.POINT), ablate.SETTINGS)
