@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .files import write_atomic
+from .files import save_torch
 from .models.lm import LanguageModel, ModelConfig
 
 
@@ -19,7 +19,7 @@ def save_checkpoint(path: Path, model: LanguageModel, config: dict, metrics: dic
     """Write atomically (a reader never sees a torn file); config: the case's flat form. Returns the path."""
     payload = {"model_config": dataclasses.asdict(model.config), "config": config, "metrics": metrics,
                "state_dict": {name: t.detach().cpu() for name, t in model.state_dict().items()}}
-    return str(write_atomic(path, lambda tmp: torch.save(payload, tmp)))
+    return str(save_torch(payload, path))
 
 
 def save_if_asked(model: LanguageModel, kind: str, case: Config, metrics: dict) -> str | None:

@@ -2,7 +2,6 @@
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.mqar import query_index
+from .files import save_torch
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class RunState:
                        schedule=self.schedule.state_dict(), shuffle=self.shuffle.get_state(),
                        cpu_rng=torch.get_rng_state(),
                        cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
-        atomic_torch_save(payload, path)
+        save_torch(payload, path)
 
     def load(self, path) -> int:
         """Continue from the state at `path` if there is one; returns the epoch it resumes from (0: none)."""
@@ -241,14 +241,3 @@ class RunState:
         self.history, self.loss_history = list(payload["history"]), list(payload["loss_history"])
         return self.epoch
 
-
-def atomic_torch_save(payload, path):
-    """torch.save to a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

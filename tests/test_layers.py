@@ -21,8 +21,8 @@ LAYERS = [
     ("runner", ("rebased_bench.runner", "rebased_bench.ray_executor", "rebased_bench.store", "rebased_bench.env",
                 "rebased_bench.tables")),
     ("core", ("rebased_bench.training", "rebased_bench.models", "rebased_bench.data", "rebased_bench.checkpoints",
-              "rebased_bench.config", "rebased_bench.console", "rebased_bench.files", "rebased_bench.errors",
-              "rebased_bench.ranges", "rebased_bench.timing", "rebased_bench")),
+              "rebased_bench.config", "rebased_bench.console", "rebased_bench.files", "rebased_bench.interrupts",
+              "rebased_bench.errors", "rebased_bench.ranges", "rebased_bench.timing", "rebased_bench")),
     ("kernels", ("rebased_bench.kernels",)),
 ]
 MAX_LINES = 350
