@@ -12,6 +12,7 @@ from .. import console
 from ..config import Config, flat_fields, value_type
 from ..env import resolve_device
 from ..errors import BenchError
+from ..files import DiskFull
 from ..kinds.mqar import PRECISIONS
 from ..models.registry import MIXERS
 from ..ranges import parse_floats, parse_ints, parse_names
@@ -107,16 +108,23 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
             console.show(_grid_table(planned, suite.name))
         return None
     store = Store(options["out"], kind.name, kind.schema)
-    report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+    try:
+        report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+    except DiskFull as exc:
+        console.error(f"{exc}: rows so far are kept; free space and rerun to resume")
+        raise typer.Exit(1) from None
     if report.skipped:
         console.log(f"{report.skipped} of {report.total} cases already done in {store.path} (--force reruns them)")
+    if report.elsewhere:
+        console.log(f"{report.elsewhere} cases are being run by another process (claims in {store.claims_folder}); "
+                    "their rows join the store when it finishes them")
     rows = read_rows(store.path)
     rows = rows[rows["case_id"].isin(report.case_ids)]
     render_rows(kind, rows, options["format"])
     console.log(f"ran {report.ok + report.errors} ({report.errors} errors), rows in {store.path}")
     if report.interrupted:
         console.log("interrupted: finished rows are kept; rerun the same command to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(128 + report.interrupted_by)
     return rows
 
 
@@ -134,6 +142,8 @@ def render_rows(kind: SuiteKind, rows: pd.DataFrame, fmt: Format):
     """The kind's table of the rows (or the rows as JSON) on stdout; each error row's message on stderr."""
     if fmt is Format.json:
         console.out_rows(rows)
+        return
+    if rows.empty:  # a sweep stopped before its first row
         return
     table = kind.summary(rows) if kind.summary else None
     if table is not None:
