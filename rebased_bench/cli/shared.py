@@ -60,6 +60,9 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="With --executor ray: auto or HOST:PORT joins a running cluster; default: a local Ray.")]
 GpusPerCaseOpt = Annotated[Optional[float], typer.Option(
     "--gpus-per-case", help="With --executor ray: GPUs per case, 0.25 packs 4 cases on a GPU; default 1 on CUDA.")]
+MAX_CASES = 10_000  # a grid larger than this is most likely a typo: --max-cases runs it anyway
+MaxCasesOpt = Annotated[int, typer.Option(
+    "--max-cases", min=1, help="Refuse a grid of more cases than this (a safeguard against a mistyped range).")]
 SaveCheckpointsOpt = Annotated[bool, typer.Option(
     "--save-checkpoints", help="Keep each trained model as OUT/checkpoints/<kind>/<case_id>.pt (path in the row).")]
 
@@ -96,6 +99,9 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
     suite = load_suite(suite or options["suite"]).override(grid, {**fixed, **fields})
     if suite.kind is not kind:
         raise BenchError(f"suite {suite.name!r} is a {suite.kind.name!r} suite, not {kind.name!r}")
+    if suite.size() > options["max_cases"]:
+        raise BenchError(f"the grid has {suite.size()} cases, more than --max-cases {options['max_cases']}: "
+                         "narrow it, or raise --max-cases to run it")
     cases = suite.configs()
     device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
                                  options["device"])

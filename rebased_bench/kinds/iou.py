@@ -62,6 +62,9 @@ class IouCase(mqar.MqarCase):
                 layer = resolve(name)(8, 1)
             except BenchError as exc:
                 raise FieldError(field_name, str(exc)) from None
+            except Exception as exc:  # a user mixer whose constructor fails
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                raise FieldError(field_name, f"{name!r} cannot be built: {reason}") from None
             if not hasattr(layer, "attention_map"):
                 raise FieldError(field_name, f"{name!r} has no attention_map(): IoU needs attention or linear attention")
 
