@@ -39,7 +39,7 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
     maps to OUT/maps/iou/.
     """
     rows = run_suite(ctx, iou_kind.KIND, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
-    if rows is not None and not rows.empty:
+    if rows is not None and (rows["status"] == "ok").any():  # only ok rows have maps
         from ..figures import plot_iou_heatmaps  # matplotlib only loads here
         for path in plot_iou_heatmaps(rows, out / "figures"):  # OUT/iou/ holds Parquet only
             console.log(f"figure {path}")
