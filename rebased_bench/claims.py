@@ -112,21 +112,26 @@ class Claims:
 
     def _beat(self):
         while not self.stopped.wait(HEARTBEAT_SECONDS):
-            with self.lock:
-                for case_id, content in list(self.held.items()):
-                    path = self.path(case_id)
-                    seen = _read(path)
-                    if seen is None or seen[0] != content:  # taken over after this process stalled past STALE
-                        console.warn(f"lost the claim of case {case_id} to another process")
-                        del self.held[case_id]
-                        continue
-                    fresh = _content()
-                    try:
-                        write_atomic(path, lambda tmp: tmp.write_bytes(fresh))
-                    except Exception as exc:  # a full disk, say: the sweep's own writes will report it
-                        console.warn(f"cannot refresh the claim of case {case_id}: {exc}")
-                        continue
-                    self.held[case_id] = fresh
+            for case_id in list(self.held):
+                with self.lock:  # one claim at a time: the sweep never waits for a whole round
+                    self._refresh(case_id)
+
+    def _refresh(self, case_id: str):
+        content, path = self.held.get(case_id), self.path(case_id)
+        if content is None:  # released meanwhile
+            return
+        seen = _read(path)
+        if seen is None or seen[0] != content:  # taken over after this process stalled past STALE_SECONDS
+            console.warn(f"lost the claim of case {case_id} to another process")
+            del self.held[case_id]
+            return
+        fresh = _content()
+        try:
+            write_atomic(path, lambda tmp: tmp.write_bytes(fresh))
+        except Exception as exc:  # a full disk, say: the sweep's own writes report it
+            console.warn(f"cannot refresh the claim of case {case_id}: {exc}")
+            return
+        self.held[case_id] = fresh
 
 
 def _content() -> bytes:

@@ -496,6 +496,21 @@ def test_a_claim_is_taken_over_only_when_its_owner_is_gone(tmp_path):
     assert not temp_files(folder)
 
 
+def test_the_heartbeat_keeps_a_claim_fresh_and_lets_go_of_one_taken_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims_module, "HEARTBEAT_SECONDS", 0.05)
+    with claims_module.Claims(tmp_path) as claims:
+        assert claims.take("mine") and claims.take("lost")
+        started = json.loads((tmp_path / "mine.claim").read_text())["heartbeat"]
+        with claims.lock:  # not in the middle of a refresh
+            _claim(tmp_path, "lost", host="another-machine", pid=1)  # taken over while this process stalled
+        deadline = time.monotonic() + 10
+        while (json.loads((tmp_path / "mine.claim").read_text())["heartbeat"] == started or "lost" in claims.held) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "lost" not in claims.held and "mine" in claims.held
+    assert sorted(p.stem for p in tmp_path.glob("*.claim")) == ["lost"]  # the other owner's claim stays
+
+
 def test_a_case_claimed_elsewhere_is_skipped_and_reported(tmp_path):
     _claim(tmp_path / "claims" / "toy", case_id({"x": 3}), pid=os.getppid())
     report = _toy_sweep(tmp_path, [1, 3])
