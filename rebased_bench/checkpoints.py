@@ -1,13 +1,19 @@
 """Trained models of suite cases: `<checkpoint_dir>/<kind>/<case_id>.pt` (weights, model and case config, metrics)."""
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from .config import Config
-from .files import write_atomic
+from .errors import BenchError
+from .files import save_torch
 from .models.lm import LanguageModel, ModelConfig
+
+
+class UnreadableFile(BenchError):
+    """A checkpoint or training state that cannot be loaded; the message names the file and why."""
 
 
 def checkpoint_path(checkpoint_dir, kind: str, case: Config) -> Path:
@@ -19,7 +25,7 @@ def save_checkpoint(path: Path, model: LanguageModel, config: dict, metrics: dic
     """Write atomically (a reader never sees a torn file); config: the case's flat form. Returns the path."""
     payload = {"model_config": dataclasses.asdict(model.config), "config": config, "metrics": metrics,
                "state_dict": {name: t.detach().cpu() for name, t in model.state_dict().items()}}
-    return str(write_atomic(path, lambda tmp: torch.save(payload, tmp)))
+    return str(save_torch(payload, path))
 
 
 def save_if_asked(model: LanguageModel, kind: str, case: Config, metrics: dict) -> str | None:
@@ -30,8 +36,36 @@ def save_if_asked(model: LanguageModel, kind: str, case: Config, metrics: dict) 
 
 
 def load_checkpoint(path, device: torch.device) -> tuple[LanguageModel, dict]:
-    """(model in eval mode on `device`, the saved payload without the weights)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = LanguageModel(ModelConfig(**payload.pop("model_config")))
-    model.load_state_dict(payload.pop("state_dict"))
+    """(model in eval mode on `device`, the saved payload without the weights); UnreadableFile names a bad file."""
+    with unreadable_as_error(path, "checkpoint"):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        config, weights = ModelConfig(**payload.pop("model_config")), payload.pop("state_dict")
+    model = LanguageModel(config)  # its errors (a mixer that no longer imports) are not the file's
+    with unreadable_as_error(path, "checkpoint"):
+        model.load_state_dict(weights)
     return model.to(device).eval(), payload
+
+
+@contextmanager
+def unreadable_as_error(path, what: str):
+    """Inside: an error reading `path` (torn, truncated, not ours, other weights) becomes an UnreadableFile."""
+    try:
+        yield
+    except (FileNotFoundError, UnreadableFile):
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise UnreadableFile(f"{what} {path} is unreadable ({reason})") from exc
+
+
+@contextmanager
+def set_aside_if_unreadable(path, then: str):
+    """Inside: an UnreadableFile moves `path` out of the way (to `<name>.unreadable`), so the next run writes it
+    afresh, and says so: `then` tells what happens next ("the next run trains it again")."""
+    try:
+        yield
+    except UnreadableFile as exc:
+        path = Path(path)
+        aside = path.with_name(f"{path.name}.unreadable")
+        path.replace(aside)
+        raise UnreadableFile(f"{exc}; moved to {aside}, {then}") from None

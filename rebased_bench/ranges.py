@@ -1,6 +1,14 @@
-"""Range syntax for list options: `128..2048` (doubling), `128..2048:+128` (linear), `64,128,512`, `3e-4,1e-3`."""
+"""Range syntax for list options: `128..2048` (doubling), `128..2048:+128` (linear), `64,128,512`, `3e-4,1e-3`.
+
+A range has finite bounds and at most MAX_RANGE_VALUES values, counted as it expands: a range to infinity or with
+a step too small to move is one line of error, never a loop that runs until memory is gone.
+"""
+
+import math
 
 from .errors import BenchError
+
+MAX_RANGE_VALUES = 10_000
 
 
 def parse_ints(text: str, name: str = "value") -> list[int]:
@@ -38,24 +46,34 @@ def _expand(item, name, kind):
     start_text, _, rest = item.partition("..")
     stop_text, _, step_text = rest.partition(":")
     start, stop = _number(start_text, name, kind), _number(stop_text, name, kind)
+    if not (_finite(start) and _finite(stop)):
+        raise BenchError(f"{name}: a range needs finite bounds in {item!r}")
     if stop < start:
         raise BenchError(f"{name}: empty range {item!r} (stop {stop} < start {start})")
     if step_text:
         if not step_text.startswith("+"):
             raise BenchError(f"{name}: step must look like ':+128' in {item!r}")
         step = _number(step_text[1:], name, kind)
-        if step <= 0:
-            raise BenchError(f"{name}: step must be positive in {item!r}")
+        if not (_finite(step) and step > 0):
+            raise BenchError(f"{name}: step must be positive and finite in {item!r}")
         grow = lambda x: x + step  # noqa: E731
     else:
         if start <= 0:
             raise BenchError(f"{name}: a doubling range needs a positive start in {item!r}")
         grow = lambda x: x * 2  # noqa: E731
     values, x = [], start
-    while x <= stop * (1 + 1e-9):
+    last = stop if kind is int else stop * (1 + 1e-9)  # a float range keeps a stop that rounding overshoots
+    while x <= last:
+        if len(values) == MAX_RANGE_VALUES:
+            raise BenchError(f"{name}: {item!r} has more than {MAX_RANGE_VALUES} values; "
+                             "narrow it or take a larger step")
         values.append(x)
         x = grow(x)
     return values
+
+
+def _finite(x) -> bool:
+    return not isinstance(x, float) or math.isfinite(x)
 
 
 def _number(text, name, kind):

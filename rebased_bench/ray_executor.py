@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from .errors import BenchError
+from .files import DiskFull, is_disk_full
 from .runner import case_row, error_row
 
 INSTALL_HINT = "pip install 'rebased-bench[ray]'"
@@ -90,7 +91,10 @@ def start_ray_executor(address: str | None, gpus_per_case: float | None, device_
 
 
 def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0.0) -> Iterator[dict]:
-    """One Ray task per case, rows yielded as tasks finish; a dead task is an error row; Ctrl-C cancels the rest."""
+    """One Ray task per case, rows yielded as tasks finish; a dead task is an error row; Ctrl-C cancels the rest.
+
+    Every task is taken from `tasks` before any is submitted: a sweep's claims (claims.py) are made by this driver.
+    """
     ray = import_ray()
     tasks = list(tasks)
     # max_retries=0: a case that ran out of memory would only die again; its error row says so and --force retries.
@@ -105,7 +109,10 @@ def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0
             except ray.exceptions.TaskCancelledError:  # cancelled from outside: no result, the case stays to do
                 raise KeyboardInterrupt from None
             except ray.exceptions.RayError as exc:  # worker killed, out of memory, node lost
-                row = error_row(case_row(*submitted[ref][:4]), getattr(exc, "cause", None) or exc)
+                cause = getattr(exc, "cause", None) or exc
+                if is_disk_full(cause):  # as in a local sweep: stop, rows so far kept
+                    raise DiskFull(str(cause).splitlines()[0]) from None
+                row = error_row(case_row(*submitted[ref][:4]), cause)
             yield row
     finally:  # Ctrl-C or the driver stopped reading: nothing still queued or running may outlive the sweep
         for ref in pending:

@@ -5,6 +5,8 @@ id come from it), the metric columns its case function adds, and that function, 
 """
 
 import datetime as dt
+import signal
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +16,11 @@ import pyarrow as pa
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import console
+from . import console, interrupts
+from .claims import Claims
 from .config import Config
 from .env import environment
+from .files import DiskFull
 from .store import Store
 
 # Columns the runner adds to every row, whatever the kind.
@@ -59,11 +63,11 @@ def error_row(row: dict, exc: BaseException) -> dict:
 
 
 def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_path: Path) -> dict:
-    """Run one case into one row; an exception becomes an error row, never a crash."""
+    """Run one case into one row; an exception becomes an error row, never a crash (a full disk stops the sweep)."""
     row = case_row(kind, suite, case, device_name)
     try:
         return {**row, "status": "ok", "error": None, **kind.run_case(case, torch.device(device_name), state_path)}
-    except KeyboardInterrupt:
+    except DiskFull:  # every later case would fail alike: the sweep stops, with one line
         raise
     except Exception as exc:  # a failed case is data: its row says why
         console.log(traceback.format_exc().rstrip())
@@ -79,35 +83,84 @@ def local_executor(tasks: Iterable[tuple], run: Callable) -> Iterator[dict]:
 @dataclass
 class SweepReport:
     total: int
-    skipped: int = 0
+    skipped: int = 0  # done before, by an earlier sweep or by another process during this one
     ok: int = 0
     errors: int = 0
-    interrupted: bool = False
+    elsewhere: int = 0  # claimed by another live process when this sweep reached them
+    interrupted_by: int | None = None  # the signal that stopped the sweep
     case_ids: list = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_by is not None
 
 
 def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, device: torch.device,
               force=False, executor=local_executor) -> SweepReport:
-    """Run every case not yet in the store; Ctrl-C keeps finished rows and the next run resumes."""
+    """Run every case not yet in the store and not claimed by another process (claims.py).
+
+    A case is one unit: whatever fails in it, running or writing its row, is its error row and the sweep goes on.
+    SIGINT or SIGTERM keep every finished row (a write in progress completes) and the next run resumes; a full
+    disk raises DiskFull, the rows written so far kept.
+    """
+    since = time.time() if force else 0.0  # with --force, rows older than this sweep are run again
     ids = [case.case_id for case in cases]
     done = set() if force else store.done_ids()
     pending = [(kind, suite, case, str(device), store.state_path(i)) for case, i in zip(cases, ids) if i not in done]
     report = SweepReport(total=len(cases), skipped=len(cases) - len(pending), case_ids=ids)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
-    with Progress(*columns, console=console.stderr, transient=False, disable=not pending) as progress:
-        bar = progress.add_task(suite, total=len(pending), last="")
-        try:
-            for row in executor(pending, run_one):
-                store.write(row)
-                if row["status"] == "ok":  # kept otherwise: a retried case continues from its last epoch
-                    store.state_path(row["case_id"]).unlink(missing_ok=True)
+    try:
+        with interrupts.handling(), Claims(store.claims_folder) as claims, \
+                Progress(*columns, console=console.stderr, transient=False, disable=not pending) as progress:
+            bar = progress.add_task(suite, total=len(pending), last="")
+
+            def claimed(tasks):  # lazily, as the executor takes them: two sweeps on one folder split the cases
+                for task in tasks:
+                    case_id = task[2].case_id
+                    if not claims.take(case_id):
+                        report.elsewhere += 1
+                        progress.update(bar, advance=1, last=f"{case_id} claimed by another process")
+                    elif store.has_row(case_id, since):  # finished by another process since this sweep looked
+                        claims.release(case_id)
+                        report.skipped += 1
+                        progress.update(bar, advance=1, last=f"{case_id} done by another process")
+                    else:
+                        yield task
+
+            for row in executor(claimed(pending), run_one):
+                with interrupts.critical():  # a signal waits until the row, its state and its claim are settled
+                    row = keep_row(kind, store, row)
+                    if row["status"] == "ok":  # kept otherwise: a retried case continues from its last epoch
+                        store.state_path(row["case_id"]).unlink(missing_ok=True)
+                    claims.release(row["case_id"])
                 report.ok += row["status"] == "ok"
                 report.errors += row["status"] == "error"
                 progress.update(bar, advance=1, last=_describe(row, kind.progress_metric))
-        except KeyboardInterrupt:
-            report.interrupted = True
+    except KeyboardInterrupt as exc:
+        report.interrupted_by = getattr(exc, "signum", signal.SIGINT)
     return report
+
+
+def keep_row(kind: SuiteKind, store: Store, row: dict) -> dict:
+    """Write a case's row; returns the row as kept. A row that cannot be written (a value its schema cannot hold)
+    becomes the case's error row; when even that fails, one line on stderr names the case and the cause."""
+    try:
+        store.write(row)
+        return row
+    except DiskFull:
+        raise
+    except Exception as exc:
+        known = set(RUN_COLUMNS.names) | set(kind.config.columns().names)  # what the case was, not what it gave
+        failed = error_row({name: value for name, value in row.items() if name in known}, exc)
+        failed["error"] = f"its row cannot be written: {failed['error']}"
+    try:
+        store.write(failed)
+    except DiskFull:
+        raise
+    except Exception as exc:
+        console.error(f"case {row['case_id']}: {failed['error']}; nor its error row: {type(exc).__name__}: {exc}")
+    return failed
 
 
 def _describe(row: dict, metric: str | None) -> str:

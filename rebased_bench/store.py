@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from . import console
 from .errors import BenchError
-from .files import write_atomic
+from .files import remove_stale_temp_files, write_atomic
 
 
 class Store:
@@ -25,10 +25,30 @@ class Store:
             probe.unlink()
         except OSError as exc:
             raise BenchError(f"--out: cannot write to {self.path}: {exc.strerror or exc}") from None
+        remove_stale_temp_files(self.path.parent)  # rows, states, claims, checkpoints of runs killed mid-write
+
+    def row_path(self, case_id: str) -> Path:
+        return self.path / f"{case_id}.parquet"
+
+    @property
+    def state_folder(self) -> Path:
+        """Where unfinished cases keep their training states: `<out>/state/<kind>/`, beside the rows."""
+        return self.path.parent / "state" / self.path.name
 
     def state_path(self, case_id: str) -> Path:
-        """Where an unfinished case keeps its training state: `<out>/state/<kind>/<case_id>.pt`, beside the rows."""
-        return self.path.parent / "state" / self.path.name / f"{case_id}.pt"
+        return self.state_folder / f"{case_id}.pt"
+
+    @property
+    def claims_folder(self) -> Path:
+        """Where sweeps claim the cases they run (claims.py): `<out>/claims/<kind>/`."""
+        return self.path.parent / "claims" / self.path.name
+
+    def has_row(self, case_id: str, since: float = 0.0) -> bool:
+        """Whether the case has a row, written at `since` (a time.time()) or later."""
+        try:
+            return self.row_path(case_id).stat().st_mtime >= since
+        except FileNotFoundError:
+            return False
 
     def done_ids(self) -> set[str]:
         """Case ids with a readable row in the store."""
@@ -37,7 +57,7 @@ class Store:
     def write(self, row: dict):
         """Write one row atomically: a reader never sees a torn file, an interrupted write leaves none."""
         table = to_table(row, self.schema)
-        write_atomic(self.path / f"{row['case_id']}.parquet", lambda tmp: pq.write_table(table, tmp))
+        write_atomic(self.row_path(row["case_id"]), lambda tmp: pq.write_table(table, tmp))
 
 
 def to_table(row: dict, schema: pa.Schema) -> pa.Table:

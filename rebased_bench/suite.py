@@ -10,6 +10,7 @@ and what it expected, raised before anything runs.
 import dataclasses
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -44,6 +45,12 @@ class Suite:
         grids = tuple({axis: values for axis, values in g.items() if axis not in fixed} | grid for g in self.grids)
         return dataclasses.replace(self, grids=grids, fixed={**self.fixed, **fixed},
                                    flagged=self.flagged | set(grid) | set(fixed))
+
+    def size(self) -> int:
+        """How many cases the grids make, known before any is expanded: grids made alike by flags count once, any
+        other case two grids share counts twice."""
+        grids = {json.dumps(grid, sort_keys=True, default=repr): grid for grid in self.grids}
+        return sum(math.prod(len(values) for values in grid.values()) for grid in grids.values())
 
     def cases(self) -> list[dict]:
         """The expanded grids: one dict of flat fields per case, duplicates dropped."""

@@ -2,7 +2,6 @@
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import set_aside_if_unreadable, unreadable_as_error
 from .data.mqar import query_index
+from .files import save_torch
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,10 @@ def device_micro_batch(model, loss_fn, inputs, labels, index, config: TrainConfi
             torch.cuda.empty_cache()
 
 
+class Diverged(Exception):
+    """The training loss became NaN or infinite: the run stops there, keeping no state of that epoch."""
+
+
 @dataclass
 class Progress:
     """What a run reports after each epoch (to a progress display or a log line)."""
@@ -163,6 +168,7 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
 
     With `state_path`, the whole training state is written there after each epoch and a run finding one
     continues from it (the same history as a run in one go); the caller deletes it once the result is kept.
+    An epoch whose mean loss is NaN or infinite raises Diverged, before its state is written.
     """
     # The whole set lives on the device and nothing in a step reads a value back to the host, so the CPU
     # queues steps ahead of the GPU (small models are otherwise bound by launch latency and syncs).
@@ -190,9 +196,12 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
             loss = optimizer_step(model, optimizer, loss_fn, inputs[batch], labels[batch], index[batch], micro,
                                   config.precision)
             epoch_loss += loss * len(batch)
+        mean_loss = epoch_loss.item() / len(inputs)  # the epoch's one read-back of the loss
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"diverged at epoch {run.epoch + 1} (mean training loss {mean_loss})")
         schedule.step()
         run.epoch += 1
-        run.loss_history.append(epoch_loss.item() / len(inputs))
+        run.loss_history.append(mean_loss)
         run.history.append(evaluate(model, test_inputs, test_labels, test_index, micro, config.precision))
         run.seconds = time.perf_counter() - start
         if state_path:
@@ -234,33 +243,27 @@ class RunState:
                        schedule=self.schedule.state_dict(), shuffle=self.shuffle.get_state(),
                        cpu_rng=torch.get_rng_state(),
                        cuda_rng=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
-        atomic_torch_save(payload, path)
+        save_torch(payload, path)
 
     def load(self, path) -> int:
-        """Continue from the state at `path` if there is one; returns the epoch it resumes from (0: none)."""
+        """Continue from the state at `path` if there is one; returns the epoch it resumes from (0: none).
+
+        An unreadable state is set aside and raised as UnreadableFile naming it: the case's error row says so and
+        the next run starts the case afresh.
+        """
         path = Path(path)
         if not path.exists():
             return 0
-        payload = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.schedule.load_state_dict(payload["schedule"])
-        self.shuffle.set_state(payload["shuffle"].cpu())
-        torch.set_rng_state(payload["cpu_rng"].cpu())
-        if payload["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), self.device)
-        self.epoch, self.seconds = payload["epoch"], payload["seconds"]
-        self.history, self.loss_history = list(payload["history"]), list(payload["loss_history"])
+        with set_aside_if_unreadable(path, "the next run starts the case afresh"), \
+                unreadable_as_error(path, "training state"):
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.schedule.load_state_dict(payload["schedule"])
+            self.shuffle.set_state(payload["shuffle"].cpu())
+            torch.set_rng_state(payload["cpu_rng"].cpu())
+            if payload["cuda_rng"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), self.device)
+            self.epoch, self.seconds = payload["epoch"], payload["seconds"]
+            self.history, self.loss_history = list(payload["history"]), list(payload["loss_history"])
         return self.epoch
-
-
-def atomic_torch_save(payload, path):
-    """torch.save to a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

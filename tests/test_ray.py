@@ -128,6 +128,19 @@ def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, tmp_path):
     assert list(resumed) == list(kept["started_at"])  # the finished rows were kept, not run again
 
 
+def test_the_driver_leaves_cases_claimed_by_another_sweep(ray, tmp_path):
+    from rebased_bench.files import HOST
+    from rebased_bench.ray_executor import ray_executor
+    claims = tmp_path / "claims" / TOY.name
+    claims.mkdir(parents=True)
+    (claims / f"{case_id({'x': 2})}.claim").write_text(
+        f'{{"host": "{HOST}", "pid": {os.getppid()}, "heartbeat": {time.time()}}}')  # a live sweep runs x = 2
+    report = _toy_sweep(tmp_path, [1, 2, 5], ray_executor)
+    assert (report.ok, report.elsewhere) == (2, 1)
+    assert sorted(read_rows(tmp_path / TOY.name)["x"]) == [1, 5]
+    assert [p.stem for p in claims.glob("*.claim")] == [case_id({"x": 2})]  # its own claims released
+
+
 def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray, tmp_path):
     from rebased_bench.ray_executor import ray_executor
     report = _toy_sweep(tmp_path, [9], ray_executor)

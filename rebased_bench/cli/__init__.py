@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from .. import __version__, console
+from .. import __version__, console, interrupts
 from ..errors import BenchError
 from . import ablate, iou, kernels, ls, mqar, plot, show
 
@@ -20,7 +20,8 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 
 
 class OneLineErrors(TyperGroup):
-    """Runs a command; bad input becomes one line on stderr and exit code 2, Ctrl-C at a prompt exit code 130."""
+    """Runs a command; bad input becomes one line on stderr and exit code 2; SIGINT (Ctrl-C) and SIGTERM, which the
+    entry point hands to interrupts.py, end it with exit code 130 and 143, never a traceback."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         try:
@@ -32,8 +33,10 @@ class OneLineErrors(TyperGroup):
             if exc.format_message():  # empty after the help a bare command prints
                 console.error(exc.format_message())
             code = 2
-        except typer.Abort:
+        except typer.Abort:  # a KeyboardInterrupt, as click reports it
             code = 130
+        if code == 130 and interrupts.received():  # Typer reports every KeyboardInterrupt as 130, SIGTERM's too
+            code = 128 + interrupts.received()
         if standalone_mode:
             sys.exit(code or 0)
         return code
@@ -65,5 +68,5 @@ app.command(epilog=plot.EXAMPLES)(plot.plot)
 
 
 def main():
-    """Console entry point (`rebased-bench`)."""
+    """Run the command line (the entry point, `rebased_bench.__main__`, first takes over SIGINT and SIGTERM)."""
     app()

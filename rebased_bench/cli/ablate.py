@@ -7,8 +7,8 @@ import typer
 
 from ..kinds import ablate as ablate_kind
 from ..models.registry import VARIANTS
-from .shared import (BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
-                     FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, OutOpt, PrecisionOpt, RayAddressOpt,
+from .shared import (MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt,
+                     Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, OutOpt, PrecisionOpt, RayAddressOpt,
                      SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
@@ -28,6 +28,7 @@ def ablate(ctx: typer.Context, suite: SuiteOpt = "ablate-quick", variants: Varia
            precision: PrecisionOpt = None, device: DeviceOpt = "auto", out: OutOpt = Path("results"),
            dry_run: DryRunOpt = False, force: ForceOpt = False, format: FormatOpt = Format.table,
            executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
-           gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False):
+           gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False,
+           max_cases: MaxCasesOpt = MAX_CASES):
     """Feature-map ablations on MQAR: variant x seq_len x d_model x lr x seed, with the learned γ/β per row."""
     run_suite(ctx, ablate_kind.KIND, checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)

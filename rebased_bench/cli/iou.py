@@ -7,9 +7,9 @@ import typer
 
 from .. import console
 from ..kinds import iou as iou_kind
-from .shared import (BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
-                     FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MixersOpt, OutOpt, PrecisionOpt, RayAddressOpt,
-                     ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
+from .shared import (MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt,
+                     Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, MixersOpt, OutOpt, PrecisionOpt,
+                     RayAddressOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench iou                                    [dim]# the CPU default suite iou-quick[/dim]\n
@@ -30,7 +30,8 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
         device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
         force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
         ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
-        top_k: TopKOpt = None, mass: MassOpt = None):
+        top_k: TopKOpt = None, mass: MassOpt = None,
+        max_cases: MaxCasesOpt = MAX_CASES):
     """Attention-map IoU of linear models vs softmax attention (conv_attention) and vs the oracle, on MQAR.
 
     Models come from OUT/checkpoints/mqar/ (`mqar --save-checkpoints` with the same settings) or are trained
@@ -38,7 +39,7 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
     maps to OUT/maps/iou/.
     """
     rows = run_suite(ctx, iou_kind.KIND, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
-    if rows is not None and not rows.empty:
+    if rows is not None and (rows["status"] == "ok").any():  # only ok rows have maps
         from ..figures import plot_iou_heatmaps  # matplotlib only loads here
         for path in plot_iou_heatmaps(rows, out / "figures"):  # OUT/iou/ holds Parquet only
             console.log(f"figure {path}")

@@ -8,8 +8,8 @@ import typer
 from ..env import resolve_device
 from ..kinds import kernels as kernels_kind
 from ..kinds.kernel_providers import PROVIDERS
-from .shared import (DeviceOpt, DryRunOpt, Executor, ExecutorOpt, ForceOpt, Format, FormatOpt, GpusPerCaseOpt, OutOpt,
-                     RayAddressOpt, SeqLensOpt, run_suite)
+from .shared import (MAX_CASES, DeviceOpt, DryRunOpt, Executor, ExecutorOpt, ForceOpt, Format, FormatOpt,
+                     GpusPerCaseOpt, MaxCasesOpt, OutOpt, RayAddressOpt, SeqLensOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench kernels                                [dim]# kernels-h100 on a GPU, kernels-quick (CPU) otherwise[/dim]\n
@@ -32,7 +32,8 @@ def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensO
             providers: ProvidersOpt = None, modes: ModesOpt = None, profile: ProfileOpt = False,
             device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
             force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
-            ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None):
+            ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
+            max_cases: MaxCasesOpt = MAX_CASES):
     """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
     if suite is None:
         suite = "kernels-h100" if resolve_device(device).type == "cuda" else "kernels-quick"

@@ -5,9 +5,10 @@ from pathlib import Path
 import typer
 
 from ..kinds import mqar as mqar_kind
-from .shared import (BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt, Format,
-                     FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MixersOpt, OutOpt, PrecisionOpt, RayAddressOpt,
-                     SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
+from .shared import (MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt,
+                     Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, MixersOpt, OutOpt, PrecisionOpt,
+                     RayAddressOpt, SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt,
+                     run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench mqar                                   [dim]# the CPU default suite mqar-quick[/dim]\n
@@ -25,6 +26,7 @@ def mqar(ctx: typer.Context, suite: SuiteOpt = "mqar-quick", mixers: MixersOpt =
          device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
          force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
          ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
-         save_checkpoints: SaveCheckpointsOpt = False):
+         save_checkpoints: SaveCheckpointsOpt = False,
+         max_cases: MaxCasesOpt = MAX_CASES):
     """MQAR accuracy sweeps: seq_len x d_model x mixer x lr x seed; one Parquet row per case."""
     run_suite(ctx, mqar_kind.KIND, checkpoint_dir=str(out / "checkpoints") if save_checkpoints else None)

@@ -12,6 +12,7 @@ from .. import console
 from ..config import Config, flat_fields, value_type
 from ..env import resolve_device
 from ..errors import BenchError
+from ..files import DiskFull
 from ..kinds.mqar import PRECISIONS
 from ..models.registry import MIXERS
 from ..ranges import parse_floats, parse_ints, parse_names
@@ -59,6 +60,9 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="With --executor ray: auto or HOST:PORT joins a running cluster; default: a local Ray.")]
 GpusPerCaseOpt = Annotated[Optional[float], typer.Option(
     "--gpus-per-case", help="With --executor ray: GPUs per case, 0.25 packs 4 cases on a GPU; default 1 on CUDA.")]
+MAX_CASES = 10_000  # a grid larger than this is most likely a typo: --max-cases runs it anyway
+MaxCasesOpt = Annotated[int, typer.Option(
+    "--max-cases", min=1, help="Refuse a grid of more cases than this (a safeguard against a mistyped range).")]
 SaveCheckpointsOpt = Annotated[bool, typer.Option(
     "--save-checkpoints", help="Keep each trained model as OUT/checkpoints/<kind>/<case_id>.pt (path in the row).")]
 
@@ -95,6 +99,9 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
     suite = load_suite(suite or options["suite"]).override(grid, {**fixed, **fields})
     if suite.kind is not kind:
         raise BenchError(f"suite {suite.name!r} is a {suite.kind.name!r} suite, not {kind.name!r}")
+    if suite.size() > options["max_cases"]:
+        raise BenchError(f"the grid has {suite.size()} cases, more than --max-cases {options['max_cases']}: "
+                         "narrow it, or raise --max-cases to run it")
     cases = suite.configs()
     device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
                                  options["device"])
@@ -107,16 +114,23 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
             console.show(_grid_table(planned, suite.name))
         return None
     store = Store(options["out"], kind.name, kind.schema)
-    report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+    try:
+        report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+    except DiskFull as exc:
+        console.error(f"{exc}: rows so far are kept; free space and rerun to resume")
+        raise typer.Exit(1) from None
     if report.skipped:
         console.log(f"{report.skipped} of {report.total} cases already done in {store.path} (--force reruns them)")
+    if report.elsewhere:
+        console.log(f"{report.elsewhere} cases are being run by another process (claims in {store.claims_folder}); "
+                    "their rows join the store when it finishes them")
     rows = read_rows(store.path)
     rows = rows[rows["case_id"].isin(report.case_ids)]
     render_rows(kind, rows, options["format"])
     console.log(f"ran {report.ok + report.errors} ({report.errors} errors), rows in {store.path}")
     if report.interrupted:
         console.log("interrupted: finished rows are kept; rerun the same command to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(128 + report.interrupted_by)
     return rows
 
 
@@ -134,6 +148,8 @@ def render_rows(kind: SuiteKind, rows: pd.DataFrame, fmt: Format):
     """The kind's table of the rows (or the rows as JSON) on stdout; each error row's message on stderr."""
     if fmt is Format.json:
         console.out_rows(rows)
+        return
+    if rows.empty:  # a sweep stopped before its first row
         return
     table = kind.summary(rows) if kind.summary else None
     if table is not None:

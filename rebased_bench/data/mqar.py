@@ -10,7 +10,7 @@ import torch
 
 from .. import console
 from ..errors import BenchError
-from ..files import write_atomic
+from ..files import save_torch
 
 IGNORE_INDEX = -100
 _CHUNK = 2048  # examples per vectorized draw: bounds the (chunk, vocab/2) random matrix to ~64 MB
@@ -109,7 +109,7 @@ def cached_generate(num_examples, seq_len, num_kv_pairs, vocab_size=8192, power_
         except Exception:  # a torn cache file is regenerated, never fatal
             pass
     data = generate(num_examples, seq_len, num_kv_pairs, vocab_size, power_a, seed)
-    write_atomic(path, lambda tmp: torch.save(data, tmp))
+    save_torch(data, path)
     return data
 
 

@@ -26,11 +26,12 @@ import torch
 from rich.console import Group
 
 from ..analysis import kind_rows, seed_stats, setting_fields
-from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint, set_aside_if_unreadable
 from ..config import IGNORED, Check, Count, FieldError
 from ..data.mqar import query_index
 from ..errors import BenchError
 from ..files import write_atomic
+from ..models.checks import check_mixers
 from ..models.registry import resolve
 from ..runner import SuiteKind
 from ..tables import seed_tables
@@ -63,6 +64,9 @@ class IouCase(mqar.MqarCase):
                 layer = resolve(name)(8, 1)
             except BenchError as exc:
                 raise FieldError(field_name, str(exc)) from None
+            except Exception as exc:  # a user mixer whose constructor fails
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                raise FieldError(field_name, f"{name!r} cannot be built: {reason}") from None
             if not hasattr(layer, "attention_map"):
                 raise FieldError(field_name, f"{name!r} has no attention_map(): IoU needs attention or linear attention")
 
@@ -135,7 +139,11 @@ def query_rows(model, inputs, labels, index):
 
 def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=None):
     """The MQAR model of this case with `mixer`: loaded from <checkpoint_dir>/mqar/, else trained and kept there
-    (resumable through a training state in state_dir, named by the MQAR case id, until the checkpoint exists)."""
+    (resumable through a training state in state_dir, named by the MQAR case id, until the checkpoint exists).
+
+    An unreadable checkpoint is set aside and named in the error: the next run trains that model again. A loaded
+    model's mixers are checked as a trained one's were (models/checks.py).
+    """
     mqar_case = case.mqar_case(mixer)
     path = checkpoint_path(case.checkpoint_dir, mqar.KIND.name, mqar_case)
     if not path.exists():
@@ -144,7 +152,10 @@ def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=Non
         save_checkpoint(path, model, mqar_case.flat(), metrics)
         if state_path:
             state_path.unlink(missing_ok=True)
-    return load_checkpoint(path, device)[0], str(path)
+    with set_aside_if_unreadable(path, "the next run trains it again"):
+        model = load_checkpoint(path, device)[0]
+    check_mixers(model, device)
+    return model, str(path)
 
 
 def run_case(case: IouCase, device: torch.device, state_path=None) -> dict:

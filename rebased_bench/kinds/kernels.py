@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .. import console
 from ..analysis import kind_rows
-from ..config import IGNORED, Config, Count, NonNegative
+from ..config import IGNORED, INT64_RANGE, Config, Count, FieldError, NonNegative
 from ..errors import BenchError
 from ..files import write_atomic
 from ..runner import SuiteKind
@@ -53,6 +53,8 @@ class KernelCase(Config):
         super().__post_init__()
         if self.batch == "auto":
             object.__setattr__(self, "batch", max(1, self.tokens // self.seq_len))
+        if self.batch * self.seq_len > INT64_RANGE[1]:  # the tokens column is int64
+            raise FieldError("seq_len", f"batch x seq_len = {self.batch * self.seq_len} is beyond a 64-bit integer")
         object.__setattr__(self, "tokens", self.batch * self.seq_len)
         if self.provider == "sdpa":
             object.__setattr__(self, "d", self.dv)

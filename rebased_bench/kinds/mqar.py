@@ -17,6 +17,7 @@ from ..analysis import best_lr, kind_rows, setting_fields
 from ..config import IGNORED, WHEN_SET, Config, Count, FieldError, NonNegative, Positive
 from ..data.mqar import check_config, paper_num_kv_pairs, train_test
 from ..errors import BenchError
+from ..models.checks import check_mixers
 from ..models.lm import LanguageModel, ModelConfig
 from ..models.registry import resolve
 from ..runner import SuiteKind
@@ -121,10 +122,14 @@ SETTINGS = setting_fields(MqarCase, (*POINT, "lr", "seed"))
 
 
 def train_case(case: MqarCase, device: torch.device, state_path=None) -> tuple[LanguageModel, dict]:
-    """Train one case: (the trained model, its metrics); with state_path, resumable after any epoch."""
+    """Train one case: (the trained model, its metrics); with state_path, resumable after any epoch.
+
+    The model's mixers are checked first (models/checks.py): one that fails is the case's error, before training.
+    """
     train_data, test_data = case.data.load()
     torch.manual_seed(case.training.seed)
     model = case.model.build(case.data)
+    check_mixers(model, device)
     metrics = train(model, train_data, test_data, case.training.train_config(), device, state_path)
     return model, {**metrics, "params": sum(p.numel() for p in model.parameters())}
 

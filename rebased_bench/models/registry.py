@@ -59,10 +59,13 @@ def resolve(name: str):
     if not is_import_path(name):
         raise BenchError(f"unknown mixer {name!r}; built-in: {', '.join(sorted(MIXERS))}; or give module:Class")
     module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise BenchError(f"{name!r} is not module:Class (e.g. my_pkg.my_module:MyMixer)")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise BenchError(f"cannot import mixer {name!r}: {exc}") from None
+    except Exception as exc:  # not found, or the module fails while it loads (a SyntaxError, its own errors)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise BenchError(f"cannot import mixer {name!r}: {reason}") from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise BenchError(f"mixer {name!r} is not an nn.Module class")
     return based_recipe(lambda d_model, _: cls(d_model))
