@@ -142,3 +142,10 @@ def test_iou_command_rows_figures_and_reused_checkpoints(tmp_path):
 def test_bad_iou_input_is_exit_code_2(args, message, tmp_path):
     result = invoke("iou", *args, "--dry-run", "--out", tmp_path)
     assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_heatmaps_of_error_rows_alone_are_none(tmp_path):
+    import pandas as pd
+    from rebased_bench.figures import plot_iou_heatmaps
+    rows = pd.DataFrame([{"kind": "iou", "suite": "x", "status": "error", "case_id": "a", "map_path": None}])
+    assert plot_iou_heatmaps(rows, tmp_path) == [] and not any(tmp_path.iterdir())

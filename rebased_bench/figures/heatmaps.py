@@ -51,6 +51,8 @@ def plot_iou_heatmaps(rows: pd.DataFrame, folder: Path) -> list[Path]:
         console.log(f"plot: no heatmap from {path}: no such file")
     ok = ok[~missing]
     written = []
+    if ok.empty:  # error rows alone may lack the config columns groupby needs
+        return written
     for key, group in ok.groupby(GROUP_KEYS, dropna=False, sort=True):
         setting = dict(zip(GROUP_KEYS, key))
         group = group.sort_values("mixer")
