@@ -44,6 +44,7 @@ class SuiteKind:
     run_case: Callable[[Config, torch.device, Path], dict]
     summary: Callable | None = None  # rows (DataFrame) -> a Rich renderable, or None when there is nothing to show
     progress_metric: str | None = None  # the metric the progress bar shows for each finished case
+    preflight: Callable | None = None  # (cases, device) -> lines said before the sweep starts (what cannot run here)
 
     @property
     def schema(self) -> pa.Schema:
@@ -108,6 +109,8 @@ def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, de
     done = set() if force else store.done_ids()
     pending = [(kind, suite, case, str(device), store.state_path(i)) for case, i in zip(cases, ids) if i not in done]
     report = SweepReport(total=len(cases), skipped=len(cases) - len(pending), case_ids=ids)
+    for line in kind.preflight([task[2] for task in pending], device) if kind.preflight else ():
+        console.log(line)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
     try:

@@ -35,6 +35,10 @@ def test_quick_suite_rows_ok_and_skipped_with_reasons(tmp_path):
     assert set(skipped["provider"]) == {"chunk", "fla_parallel_rebased"}
     assert skipped["error"].str.contains("needs a CUDA GPU").all()
     assert "skipped: chunk: needs a CUDA GPU" in result.stdout
+    before_the_sweep = result.stderr.split("kernels-quick")[0]  # said before the first case runs
+    assert "cannot time chunk: needs a CUDA GPU" in before_the_sweep
+    assert "cannot time fla_parallel_rebased" in before_the_sweep and "cannot time naive" not in before_the_sweep
+    assert "repeat_median_ms" in ok and "timing_flag" in ok
     again = invoke("kernels", "--providers", "naive,sdpa,chunk,fla_parallel_rebased", "--modes", "fwd,fwd_bwd",
                    *TINY, "--out", tmp_path)
     assert again.exit_code == 0 and "16 of 16 cases already done" in again.output
@@ -71,3 +75,21 @@ def test_profile_writes_a_trace_and_a_kernel_table(tmp_path):
 def test_time_op_on_cpu_orders_its_quantiles():
     t = time_op(lambda: sum(range(1000)), rep_ms=5, device="cpu")
     assert 0 < t["p20_ms"] <= t["median_ms"] <= t["p80_ms"]
+
+
+def test_unsteady_timings_are_flagged_in_the_row_and_the_table():
+    from rebased_bench.kinds.kernels import KIND, timing_flag
+    steady = {"median_ms": 1.0, "p20_ms": 0.95, "p80_ms": 1.1}
+    assert timing_flag(steady, 1.05) is None
+    assert "p80/p20 3.00x" in timing_flag({**steady, "p20_ms": 0.5, "p80_ms": 1.5}, 1.0)
+    assert "repeat differs 2.00x" in timing_flag(steady, 2.0)
+    rows = pd.DataFrame([{"kind": "kernels", "suite": "s", "status": "ok", "case_id": str(i), "provider": "naive",
+                          "mode": "fwd", "seq_len": 64 * (i + 1), "batch": 1, "tokens": 64 * (i + 1), "heads": 2,
+                          "d": 16, "dv": 16, "dtype": "fp32", "median_ms": 1.0, "timing_flag": flag, "error": None}
+                         for i, flag in enumerate([None, "p80/p20 3.00x > 1.5x"])])
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    console.print(KIND.summary(rows))
+    text = console.export_text()
+    import re
+    assert re.findall(r"\d !", text) == ["0 !"] and "1.000 !" in text and "unsteady timing" in text

@@ -30,7 +30,7 @@ ProfileOpt = Annotated[bool, typer.Option(
 
 def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensOpt = None, batch: BatchesOpt = None,
             providers: ProvidersOpt = None, modes: ModesOpt = None, profile: ProfileOpt = False,
-            device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
+            device: DeviceOpt = "auto", out: OutOpt = Path("runs"), dry_run: DryRunOpt = False,
             force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
             ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
             max_cases: MaxCasesOpt = MAX_CASES):

@@ -64,13 +64,21 @@ METRICS = pa.schema([
     ("median_ms", pa.float64()), ("p20_ms", pa.float64()), ("p80_ms", pa.float64()), ("tflops", pa.float64()),
     ("tokens_per_second", pa.float64()), ("peak_mem_bytes", pa.int64()), ("rel_err", pa.float64()),
     ("rel_err_grad", pa.float64()), ("path", pa.string()), ("trace_path", pa.string()),
+    ("repeat_median_ms", pa.float64()), ("timing_flag", pa.string()),
 ], metadata={
     "median_ms": "device time of one call (fwd) or forward + backward (fwd_bwd), median; p20/p80 beside it",
     "peak_mem_bytes": "peak memory one step allocates above its inputs",
     "rel_err": "|o - ref| / |ref| on batch 0, head 0, ref in fp32 from the provider's semantics",
     "rel_err_grad": "max over dq, dk, dv of the same, fwd_bwd rows up to seq_len 8192",
     "tflops": "FLOPs of the provider's algorithm (rebased_bench/timing.py) / median time",
+    "repeat_median_ms": "the median of a second timing right after the first",
+    "timing_flag": "why the timing is not steady (p80/p20 or the repeat beyond their margins), or null",
 })
+
+# A steady timing has p80 within SPREAD_MARGIN of p20 and a repeat within REPEAT_MARGIN of its median; past
+# either (a busy machine: seen 200x off on a loaded CPU) the row and the table say so.
+SPREAD_MARGIN = 1.5
+REPEAT_MARGIN = 1.2
 
 
 def _inputs(case: KernelCase, device, head_first):
@@ -106,12 +114,35 @@ def run_case(case: KernelCase, device: torch.device, state_path=None) -> dict:
             torch.autograd.grad(fn(q, k, v), (q, k, v), do)
 
     t = time_op(step, case.warmup_ms, case.rep_ms, device)
-    metrics = {**t, "rel_err": rel_err, "rel_err_grad": rel_err_grad, "peak_mem_bytes": _peak_memory(step, device),
+    repeat = time_op(step, case.warmup_ms, case.rep_ms, device)["median_ms"]
+    metrics = {**t, "repeat_median_ms": repeat, "timing_flag": timing_flag(t, repeat), "rel_err": rel_err, "rel_err_grad": rel_err_grad, "peak_mem_bytes": _peak_memory(step, device),
                "tflops": provider.flops(case) / t["median_ms"] / 1e9,
                "tokens_per_second": case.tokens / (t["median_ms"] / 1e3), "path": path_taken(case)}
     if case.profile_dir:
         metrics["trace_path"] = profile(step, case, device)
     return metrics
+
+
+def timing_flag(timing: dict, repeat_ms: float) -> str | None:
+    """Why a timing is unsteady: its p80/p20 spread or its repeat's median beyond the margins; None when steady."""
+    reasons = []
+    spread = timing["p80_ms"] / max(timing["p20_ms"], 1e-12)
+    if spread > SPREAD_MARGIN:
+        reasons.append(f"p80/p20 {spread:.2f}x > {SPREAD_MARGIN}x")
+    ratio = max(timing["median_ms"], repeat_ms) / max(min(timing["median_ms"], repeat_ms), 1e-12)
+    if ratio > REPEAT_MARGIN:
+        reasons.append(f"repeat differs {ratio:.2f}x > {REPEAT_MARGIN}x")
+    return "; ".join(reasons) or None
+
+
+def preflight(cases: list[KernelCase], device: torch.device) -> list[str]:
+    """One line per provider of the sweep that cannot be timed here, with the reason (its rows will be skipped)."""
+    lines = {}
+    for case in cases:
+        reason = unavailable(PROVIDERS[case.provider], case, device)
+        if reason and case.provider not in lines:
+            lines[case.provider] = f"cannot time {reason}: its cases get skipped rows"
+    return list(lines.values())
 
 
 def _peak_memory(step, device):
@@ -164,11 +195,16 @@ def summary(rows):
     lines = ["mode", "provider", "tokens", "heads", "d", "dv", "dtype"]
     cells = ok.groupby([*lines, "seq_len"], dropna=False)["median_ms"].agg(median="median", runs="count")
     cells = cells.reset_index()
-    cells["text"] = [f"{median:.3f}" + (f" n={runs}" if runs > 1 else "")
-                     for median, runs in zip(cells["median"], cells["runs"])]
-    caption = "one timed run per cell (n=1); n=k: the median of k runs of one shape (seeds, timing settings)"
+    flagged = ok.assign(flagged=ok["timing_flag"].notna() if "timing_flag" in ok else False)
+    cells = cells.merge(flagged.groupby([*lines, "seq_len"], dropna=False)["flagged"].any().reset_index(),
+                        on=[*lines, "seq_len"], how="left")
+    cells["text"] = [f"{median:.3f}" + (f" n={runs}" if runs > 1 else "") + (" !" if flag else "")
+                     for median, runs, flag in zip(cells["median"], cells["runs"], cells["flagged"])]
+    caption = ("one timed run per cell (n=1); n=k: the median of k runs of one shape (seeds, timing settings); "
+               f"!: unsteady timing (p80/p20 > {SPREAD_MARGIN}x or a repeat off by > {REPEAT_MARGIN}x: a busy "
+               "machine), rerun it on an idle one")
     return pivot_table(cells, lines, "seq_len", "text", title="Kernel time, median ms (tokens = batch x seq_len per call)",
                        caption="\n".join([caption, *skipped]))
 
 
-KIND = SuiteKind("kernels", KernelCase, METRICS, run_case, summary, progress_metric="median_ms")
+KIND = SuiteKind("kernels", KernelCase, METRICS, run_case, summary, progress_metric="median_ms", preflight=preflight)
