@@ -135,7 +135,7 @@ def test_plot_draws_every_published_row():
             assert sum(p.data["runs"].sum() for p in mine) == len(ok)
         assert len(ok) and all(p.data["runs"].sum() for p in mine)
     fig1 = [p for p in planned if p.stem.startswith("mqar_mqar-fig1-lite")]
-    assert len(fig1) == 4 and sum(p.data["runs"].sum() for p in fig1) == 192  # four protocols, none dropped
+    assert len(fig1) == 2 and sum(p.data["runs"].sum() for p in fig1) == 88  # two protocols, none dropped
 
 
 def test_the_published_ablation_figure_keeps_its_title_inside():
