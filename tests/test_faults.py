@@ -148,7 +148,7 @@ class ExplodingMixer(nn.Module):
     (["--lrs", "1e-9..1:+1e-15"], "has more than 10000 values"),
     (["--lrs", "1e20..1e21:+1"], "has more than 10000 values"),  # a step too small to move the value
     (["--lrs", "1e-3..1:+inf"], "step must be positive and finite"),
-    # mqar-quick's two grids, made alike by the flags: 3 mixers x 301 seeds x 1000 lrs
+    # mqar-quick's 3 mixers x 301 seeds x 1000 lrs
     (["--seeds", "0..300:+1", "--lrs", "1e-3..1:+1e-3"], "the grid has 903000 cases, more than --max-cases 10000"),
     (["--lrs", "nan"], "lr: expected a finite number > 0, got nan"),
     (["--lrs", "inf"], "lr: expected a finite number > 0, got inf"),

@@ -19,7 +19,6 @@ def list_suites():
         except BenchError as exc:
             console.warn(f"suite {name}: {exc}")
             continue
-        grid = " | ".join("; ".join(f"{axis}={','.join(map(str, values))}" for axis, values in grid.items())
-                          for grid in suite.grids)
+        grid = "; ".join(f"{axis}={','.join(map(str, values))}" for axis, values in suite.grid.items())
         table.add_row(name, suite.kind.name, str(cases), grid, suite.description)
     console.show(table)
