@@ -110,7 +110,7 @@ def _parse(path: Path, data: dict) -> Suite:
         raise BenchError(f"description: expected a string, got {description!r}")
     grid = data["grid"]
     if isinstance(grid, list):
-        raise BenchError("grid: a suite has one grid ([grid]), one protocol; put another protocol in a suite of its own")
+        raise BenchError("grid: a suite has one grid ([grid]): one protocol; put another in a suite of its own")
     if not isinstance(grid, dict):
         raise BenchError(f"grid: expected a table of axes ([grid]), got {grid!r}")
     fixed = data.get("fixed", {})

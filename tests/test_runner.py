@@ -61,11 +61,11 @@ def test_resume_runs_only_missing_cases_and_force_reruns(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path):
-    def interrupting(tasks, run):
+    def interrupting(tasks, run, display):
         for i, task in enumerate(tasks):
             if i == 2:
                 raise KeyboardInterrupt
-            yield run(*task)
+            yield run(*task, display=display)
     report = _sweep(tmp_path, [1, 2, 4, 5], executor=interrupting)
     assert report.interrupted and report.ok == 2
     CALLS.clear()
