@@ -31,21 +31,28 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto | cpu | cuda | cuda:N -> a torch.device; BenchError when the GPU asked for is missing."""
+def named_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N -> the torch.device it names, without checking that it is here (a dry run plans
+    a GPU sweep on a laptop); auto is CUDA where a GPU is visible. BenchError for any other name."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N -> a torch.device; BenchError when the GPU asked for is missing."""
+    device = named_device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise BenchError(f"--device {name}: no CUDA GPU is available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise BenchError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
-    elif device.type != "cpu":
-        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N")
     return device
 
 

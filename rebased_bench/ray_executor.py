@@ -1,7 +1,8 @@
 """The Ray executor: each case a Ray task on the GPUs of one machine or a cluster; the driver alone writes rows.
 
-Same interface as `runner.local_executor`: `executor(tasks, run)` yields one row per task, here in the order the
-tasks finish. Ray does the scheduling (fractional `num_gpus` packs several small cases on one GPU).
+Same interface as `runner.local_executor`: `executor(tasks, run, display)` yields one row per task, here in the order
+the tasks finish. Ray does the scheduling (fractional `num_gpus` packs several small cases on one GPU). A task runs
+in another process, which cannot reach the driver's display: a case shows when it ends, not epoch by epoch.
 """
 
 import functools
@@ -90,7 +91,7 @@ def start_ray_executor(address: str | None, gpus_per_case: float | None, device_
     return device, functools.partial(ray_executor, gpus_per_case=gpus_per_case)
 
 
-def ray_executor(tasks: Iterable[tuple], run: Callable, gpus_per_case: float = 0.0) -> Iterator[dict]:
+def ray_executor(tasks: Iterable[tuple], run: Callable, display=None, gpus_per_case: float = 0.0) -> Iterator[dict]:
     """One Ray task per case, rows yielded as tasks finish; a dead task is an error row; Ctrl-C cancels the rest.
 
     Every task is taken from `tasks` before any is submitted: a sweep's claims (claims.py) are made by this driver.

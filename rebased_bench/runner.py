@@ -2,9 +2,11 @@
 
 A kind is a `SuiteKind`: its typed case config (a `config.Config`: the config columns, defaults, checks and case
 id come from it), the metric columns its case function adds, and that function, (case, device) -> metrics.
+Progress goes to a `progress.SweepProgress`, which the cases running in this process tell of their epochs.
 """
 
 import datetime as dt
+import functools
 import signal
 import time
 import traceback
@@ -14,13 +16,13 @@ from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import console, interrupts
 from .claims import Claims
 from .config import Config
 from .env import environment
 from .files import DiskFull
+from .progress import SweepProgress
 from .store import Store
 
 # Columns the runner adds to every row, whatever the kind.
@@ -40,10 +42,13 @@ class SuiteKind:
     config: type[Config]  # typed, frozen; from_flat(fields) checks a suite case
     metrics: pa.Schema  # metric columns its case function returns (typed, so error rows keep the types)
     # (case, device, state_path) -> metrics; may return status "skipped". A kind whose cases train keeps its
-    # training state at state_path after each epoch and continues from it (an interrupted sweep loses no epoch).
-    run_case: Callable[[Config, torch.device, Path], dict]
+    # training state at state_path after each epoch and continues from it (an interrupted sweep loses no epoch),
+    # and takes on_epoch= when reports_epochs is set.
+    run_case: Callable[..., dict]
     summary: Callable | None = None  # rows (DataFrame) -> a Rich renderable, or None when there is nothing to show
-    progress_metric: str | None = None  # the metric the progress bar shows for each finished case
+    progress_metric: str | None = None  # the metric the progress display shows for each finished case
+    # Whether run_case takes on_epoch=, a callable it calls with a training.Progress after each epoch it trains.
+    reports_epochs: bool = False
     preflight: Callable | None = None  # (cases, device) -> lines said before the sweep starts (what cannot run here)
 
     @property
@@ -63,11 +68,20 @@ def error_row(row: dict, exc: BaseException) -> dict:
     return {**row, "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}
 
 
-def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_path: Path) -> dict:
-    """Run one case into one row; an exception becomes an error row, never a crash (a full disk stops the sweep)."""
+def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_path: Path,
+            display: SweepProgress | None = None) -> dict:
+    """Run one case into one row; an exception becomes an error row, never a crash (a full disk stops the sweep).
+
+    `display`, in the sweep's own process only, is told when the case starts and after each epoch it trains."""
     row = case_row(kind, suite, case, device_name)
+    options = {}
+    if display is not None:
+        display.case_started(case)
+        if kind.reports_epochs:
+            options["on_epoch"] = functools.partial(display.epoch, case)
     try:
-        return {**row, "status": "ok", "error": None, **kind.run_case(case, torch.device(device_name), state_path)}
+        metrics = kind.run_case(case, torch.device(device_name), state_path, **options)
+        return {**row, "status": "ok", "error": None, **metrics}
     except DiskFull:  # every later case would fail alike: the sweep stops, with one line
         raise
     except Exception as exc:  # a failed case is data: its row says why
@@ -75,10 +89,10 @@ def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_p
         return error_row(row, exc)
 
 
-def local_executor(tasks: Iterable[tuple], run: Callable) -> Iterator[dict]:
-    """Run cases one after another in this process."""
+def local_executor(tasks: Iterable[tuple], run: Callable, display: SweepProgress | None = None) -> Iterator[dict]:
+    """Run cases one after another in this process, each telling `display` of its epochs."""
     for task in tasks:
-        yield run(*task)
+        yield run(*task, display=display)
 
 
 @dataclass
@@ -96,42 +110,47 @@ class SweepReport:
         return self.interrupted_by is not None
 
 
+def pending(cases: list[Config], statuses: dict[str, str], force=False, retry_errors=False) -> list[Config]:
+    """The cases a sweep runs, given the status of each row already stored: those without a row; with
+    retry_errors also those whose row is an error; with force every case."""
+    return [case for case in cases if force or case.case_id not in statuses
+            or (retry_errors and statuses[case.case_id] == "error")]
+
+
 def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, device: torch.device,
-              force=False, executor=local_executor) -> SweepReport:
-    """Run every case not yet in the store and not claimed by another process (claims.py).
+              force=False, retry_errors=False, executor=local_executor,
+              expected: dict[str, float] | None = None) -> SweepReport:
+    """Run every case `pending` gives that no other process has claimed (claims.py).
 
     A case is one unit: whatever fails in it, running or writing its row, is its error row and the sweep goes on.
     SIGINT or SIGTERM keep every finished row (a write in progress completes) and the next run resumes; a full
-    disk raises DiskFull, the rows written so far kept.
+    disk raises DiskFull, the rows written so far kept. `expected` (case id -> seconds) feeds the display's ETA.
     """
-    since = time.time() if force else 0.0  # with --force, rows older than this sweep are run again
-    ids = [case.case_id for case in cases]
-    done = set() if force else store.done_ids()
-    pending = [(kind, suite, case, str(device), store.state_path(i)) for case, i in zip(cases, ids) if i not in done]
-    report = SweepReport(total=len(cases), skipped=len(cases) - len(pending), case_ids=ids)
-    for line in kind.preflight([task[2] for task in pending], device) if kind.preflight else ():
+    start = time.time()  # a case rerun here (--force, --retry-errors) counts as done elsewhere only by a newer row
+    stored = store.statuses()
+    todo = pending(cases, stored, force, retry_errors)
+    tasks = [(kind, suite, case, str(device), store.state_path(case.case_id)) for case in todo]
+    report = SweepReport(total=len(cases), skipped=len(cases) - len(todo), case_ids=[case.case_id for case in cases])
+    for line in kind.preflight(todo, device) if kind.preflight else ():
         console.log(line)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}")]
     try:
         with interrupts.handling(), Claims(store.claims_folder) as claims, \
-                Progress(*columns, console=console.stderr, transient=False, disable=not pending) as progress:
-            bar = progress.add_task(suite, total=len(pending), last="")
+                SweepProgress(suite, todo, expected) as display:
 
             def claimed(tasks):  # lazily, as the executor takes them: two sweeps on one folder split the cases
                 for task in tasks:
                     case_id = task[2].case_id
                     if not claims.take(case_id):
                         report.elsewhere += 1
-                        progress.update(bar, advance=1, last=f"{case_id} claimed by another process")
-                    elif store.has_row(case_id, since):  # finished by another process since this sweep looked
+                        display.case_finished(case_id, "claimed by another process")
+                    elif store.has_row(case_id, start if case_id in stored else 0.0):  # done elsewhere meanwhile
                         claims.release(case_id)
                         report.skipped += 1
-                        progress.update(bar, advance=1, last=f"{case_id} done by another process")
+                        display.case_finished(case_id, "done by another process")
                     else:
                         yield task
 
-            for row in executor(claimed(pending), run_one):
+            for row in executor(claimed(tasks), run_one, display):
                 with interrupts.critical():  # a signal waits until the row, its state and its claim are settled
                     row = keep_row(kind, store, row)
                     if row["status"] == "ok":  # kept otherwise: a retried case continues from its last epoch
@@ -139,7 +158,7 @@ def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, de
                     claims.release(row["case_id"])
                 report.ok += row["status"] == "ok"
                 report.errors += row["status"] == "error"
-                progress.update(bar, advance=1, last=_describe(row, kind.progress_metric))
+                display.case_finished(row["case_id"], _describe(row, kind.progress_metric))
     except KeyboardInterrupt as exc:
         report.interrupted_by = getattr(exc, "signum", signal.SIGINT)
     return report
@@ -167,6 +186,6 @@ def keep_row(kind: SuiteKind, store: Store, row: dict) -> dict:
 
 
 def _describe(row: dict, metric: str | None) -> str:
+    """A finished case's outcome: its status and metric (`ok accuracy 0.987`)."""
     value = row.get(metric) if metric else None
-    shown = f"{value:.3f}" if isinstance(value, float) else ""
-    return f"{row['case_id']} {row['status']} {shown}"
+    return f"{row['status']} {metric} {value:.3f}" if isinstance(value, float) else row["status"]

@@ -50,9 +50,12 @@ class Store:
         except FileNotFoundError:
             return False
 
-    def done_ids(self) -> set[str]:
-        """Case ids with a readable row in the store."""
-        return set(read_rows(self.path)["case_id"]) if any(self.path.glob("*.parquet")) else set()
+    def statuses(self) -> dict[str, str]:
+        """The status (ok, error, skipped) of each case with a readable row in the store, by case id."""
+        if not any(self.path.glob("*.parquet")):
+            return {}
+        rows = read_rows(self.path)
+        return dict(zip(rows["case_id"], rows["status"]))
 
     def write(self, row: dict):
         """Write one row atomically: a reader never sees a torn file, an interrupted write leaves none."""

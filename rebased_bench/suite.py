@@ -1,10 +1,9 @@
-"""Suite files: TOML data naming a kind, grids of axes and fixed fields, checked against the kind's typed config.
+"""Suite files: TOML data naming a kind, one grid of axes and fixed fields, checked against the kind's typed config.
 
-`[grid]` is one cartesian product; `[[grid]]` (an array of tables) is several, whose cases are joined:
-a suite can give short sequences more examples than long ones, as zoology's lists of configs do. An axis is a
-TOML list, or for a numeric field a range string such as "64..256" (the syntax of rebased_bench/ranges.py).
-CLI flags override suite fields. Any problem is one BenchError naming the file (or the command line), the field
-and what it expected, raised before anything runs.
+`[grid]` is one cartesian product: a suite is one protocol, so a flag that sets an axis sets the whole sweep
+(another protocol is another suite). An axis is a TOML list, or for a numeric field a range string such as
+"64..256" (the syntax of rebased_bench/ranges.py). CLI flags override suite fields. Any problem is one BenchError
+naming the file (or the command line), the field and what it expected, raised before anything runs.
 """
 
 import dataclasses
@@ -31,34 +30,31 @@ class Suite:
     path: Path
     kind: SuiteKind
     description: str
-    grids: tuple[dict, ...]  # each: axis -> list of values, expanded as a cartesian product in file order
+    grid: dict  # axis -> list of values, expanded as a cartesian product in file order
     fixed: dict
     flagged: frozenset = frozenset()  # the fields command-line flags set
 
     def override(self, grid: dict, fixed: dict) -> "Suite":
-        """A copy with the given (non-None) axes and fixed fields replaced in every grid.
+        """A copy with the given (non-None) axes and fixed fields replaced.
 
-        A flag replaces the field wherever the suite sets it, in a grid or among the fixed fields.
+        A flag replaces the field wherever the suite sets it, in the grid or among the fixed fields.
         """
         grid = {k: v for k, v in grid.items() if v is not None}
         fixed = {k: v for k, v in fixed.items() if v is not None}
-        grids = tuple({axis: values for axis, values in g.items() if axis not in fixed} | grid for g in self.grids)
-        return dataclasses.replace(self, grids=grids, fixed={**self.fixed, **fixed},
+        axes = {axis: values for axis, values in self.grid.items() if axis not in fixed} | grid
+        return dataclasses.replace(self, grid=axes, fixed={**self.fixed, **fixed},
                                    flagged=self.flagged | set(grid) | set(fixed))
 
     def size(self) -> int:
-        """How many cases the grids make, known before any is expanded: grids made alike by flags count once, any
-        other case two grids share counts twice."""
-        grids = {json.dumps(grid, sort_keys=True, default=repr): grid for grid in self.grids}
-        return sum(math.prod(len(values) for values in grid.values()) for grid in grids.values())
+        """How many cases the grid makes, known before it is expanded."""
+        return math.prod(len(values) for values in self.grid.values())
 
     def cases(self) -> list[dict]:
-        """The expanded grids: one dict of flat fields per case, duplicates dropped."""
+        """The expanded grid: one dict of flat fields per case, duplicates dropped."""
         cases = {}
-        for grid in self.grids:
-            for values in itertools.product(*grid.values()):
-                case = {**self.fixed, **dict(zip(grid, values))}
-                cases.setdefault(json.dumps(case, sort_keys=True, default=repr), case)
+        for values in itertools.product(*self.grid.values()):
+            case = {**self.fixed, **dict(zip(self.grid, values))}
+            cases.setdefault(json.dumps(case, sort_keys=True, default=repr), case)
         return list(cases.values())
 
     def configs(self) -> list[Config]:
@@ -112,18 +108,20 @@ def _parse(path: Path, data: dict) -> Suite:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise BenchError(f"description: expected a string, got {description!r}")
-    grids = [data["grid"]] if isinstance(data["grid"], dict) else data["grid"]
-    if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
-        raise BenchError(f"grid: expected a table of axes ([grid]) or tables ([[grid]]), got {data['grid']!r}")
+    grid = data["grid"]
+    if isinstance(grid, list):
+        raise BenchError("grid: a suite has one grid ([grid]): one protocol; put another in a suite of its own")
+    if not isinstance(grid, dict):
+        raise BenchError(f"grid: expected a table of axes ([grid]), got {grid!r}")
     fixed = data.get("fixed", {})
     if not isinstance(fixed, dict):
         raise BenchError(f"fixed: expected a table of fields, got {fixed!r}")
     fields = flat_fields(kind.config)
-    for name in [*fixed, *(axis for grid in grids for axis in grid)]:
+    for name in [*fixed, *grid]:
         if name not in fields:
             raise FieldError(name, f"unknown field; {kind.name} suites take {', '.join(fields)}")
-    grids = tuple({axis: _axis(kind.config, axis, values) for axis, values in grid.items()} for grid in grids)
-    return Suite(path.stem, path, kind, description, grids, fixed)
+    grid = {axis: _axis(kind.config, axis, values) for axis, values in grid.items()}
+    return Suite(path.stem, path, kind, description, grid, fixed)
 
 
 def _axis(config: type[Config], name: str, values) -> list:

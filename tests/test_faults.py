@@ -148,7 +148,7 @@ class ExplodingMixer(nn.Module):
     (["--lrs", "1e-9..1:+1e-15"], "has more than 10000 values"),
     (["--lrs", "1e20..1e21:+1"], "has more than 10000 values"),  # a step too small to move the value
     (["--lrs", "1e-3..1:+inf"], "step must be positive and finite"),
-    # mqar-quick's two grids, made alike by the flags: 3 mixers x 301 seeds x 1000 lrs
+    # mqar-quick's 3 mixers x 301 seeds x 1000 lrs
     (["--seeds", "0..300:+1", "--lrs", "1e-3..1:+1e-3"], "the grid has 903000 cases, more than --max-cases 10000"),
     (["--lrs", "nan"], "lr: expected a finite number > 0, got nan"),
     (["--lrs", "inf"], "lr: expected a finite number > 0, got inf"),
@@ -235,7 +235,8 @@ def test_failed_checks_and_divergence_are_error_rows_and_the_sweep_goes_on(tmp_p
     mixers = ["NaNMixer", "LookAheadMixer", "WrongShapeMixer", "NaNWhenTrainingMixer", "DivergesInEpochTwo"]
     result = invoke("mqar", *TINY, "--epochs", "3", "--mixers", ",".join(f"test_faults:{m}" for m in mixers) +
                     ",rebased", "--out", tmp_path)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the sweep went on; its failed cases set the exit code
+    assert result.stderr.strip().splitlines()[-1] == "5 of 6 cases failed (--retry-errors reruns them)"
     rows = read_rows(tmp_path / "mqar").set_index("mixer")
     error = {m.partition(":")[2]: e for m, e in rows["error"].items() if m.startswith("test_faults")}
     assert "MixerCheckError" in error["NaNMixer"] and "NaN or infinite" in error["NaNMixer"]
@@ -251,7 +252,7 @@ def test_failed_checks_and_divergence_are_error_rows_and_the_sweep_goes_on(tmp_p
 
 def test_iou_never_maps_a_mixer_that_sees_the_future(tmp_path):
     result = invoke("iou", *TINY, "--mixers", "test_faults:LookAheadMixer", "--out", tmp_path)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     row = read_rows(tmp_path / "iou").iloc[0]
     assert row["status"] == "error" and "looks at future tokens" in row["error"]
     assert not list(tmp_path.rglob("*.npz")) and not (tmp_path / "figures").exists()
@@ -279,7 +280,7 @@ def test_a_corrupt_training_state_is_named_and_the_case_starts_afresh(tmp_path):
     state = tmp_path / "state" / "mqar" / f"{_case_ids(args)[0]}.pt"
     state.parent.mkdir(parents=True)
     state.write_bytes(b"not a torch file")
-    assert invoke(*args).exit_code == 0
+    assert invoke(*args).exit_code == 1
     row = read_rows(tmp_path / "mqar").iloc[0]
     assert row["status"] == "error" and f"training state {state} is unreadable" in row["error"]
     assert state.with_name(f"{state.name}.unreadable").exists() and not state.exists()

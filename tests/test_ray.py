@@ -76,14 +76,20 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def tiny_suite(folder: Path) -> Path:
+    """TINY_SUITE as a file: a command that runs by mistake runs for seconds."""
+    path = folder / "tiny.toml"
+    path.write_text(TINY_SUITE)
+    return path
+
+
 def _toy_sweep(out, xs, executor):
     return run_sweep(TOY, "toy-suite", [Toy(x=x) for x in xs], Store(out, TOY.name, TOY.schema), torch.device("cpu"),
                      executor=executor)
 
 
 def test_ray_and_local_executors_give_the_same_rows(ray, tmp_path):
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE)
+    suite = tiny_suite(tmp_path)
     for executor in ("local", "ray"):
         result = invoke("mqar", "--suite", suite, "--device", "cpu", "--out", tmp_path / executor, "--executor", executor)
         assert result.exit_code == 0, result.output
@@ -109,8 +115,8 @@ def test_a_case_that_raises_or_kills_its_worker_is_an_error_row(ray, tmp_path):
 def test_an_interrupted_sweep_resumes_without_duplicated_cases(ray, tmp_path):
     from rebased_bench.ray_executor import ray_executor
 
-    def interrupted_after_two(tasks, run):
-        rows = ray_executor(tasks, run)
+    def interrupted_after_two(tasks, run, display):
+        rows = ray_executor(tasks, run, display)
         for count, row in enumerate(rows, 1):
             yield row
             if count == 2:
@@ -154,14 +160,14 @@ def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray,
     (["--gpus-per-case", "1.5"], "a fraction up to 1, or a whole number"),
 ])
 def test_bad_gpu_requests_are_one_line_and_exit_code_2(ray, args, message, tmp_path):
-    result = invoke("mqar", "--executor", "ray", *args, "--dry-run", "--out", tmp_path)
+    result = invoke("mqar", "--suite", tiny_suite(tmp_path), "--executor", "ray", *args, "--out", tmp_path)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    result = invoke("mqar", "--executor", "ray", "--dry-run", "--out", tmp_path)
+    result = invoke("mqar", "--suite", tiny_suite(tmp_path), "--executor", "ray", "--out", tmp_path)
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --executor ray needs Ray: pip install 'rebased-bench[ray]'"
 
@@ -173,7 +179,8 @@ def test_unreachable_ray_address_is_one_line_and_exit_code_2(monkeypatch, tmp_pa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     for address, message in ((f"127.0.0.1:{port}", "no Ray cluster reachable"), ("nohost", "expected auto or HOST:PORT")):
-        result = invoke("mqar", "--executor", "ray", "--ray-address", address, "--dry-run", "--out", tmp_path)
+        result = invoke("mqar", "--suite", tiny_suite(tmp_path), "--executor", "ray", "--ray-address", address,
+                        "--out", tmp_path)
         assert result.exit_code == 2 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 

@@ -61,11 +61,11 @@ def test_resume_runs_only_missing_cases_and_force_reruns(tmp_path):
 
 
 def test_interrupt_keeps_finished_rows(tmp_path):
-    def interrupting(tasks, run):
+    def interrupting(tasks, run, display):
         for i, task in enumerate(tasks):
             if i == 2:
                 raise KeyboardInterrupt
-            yield run(*task)
+            yield run(*task, display=display)
     report = _sweep(tmp_path, [1, 2, 4, 5], executor=interrupting)
     assert report.interrupted and report.ok == 2
     CALLS.clear()
@@ -94,15 +94,21 @@ def test_unwritable_out_is_a_bench_error(tmp_path):
         Store(blocker, "toy", KIND.schema)
 
 
-def test_suites_join_several_grids_and_flags_override_every_grid(tmp_path):
+def test_a_suite_is_one_grid_and_flags_override_it(tmp_path):
     from rebased_bench.suite import load_suite
-    path = tmp_path / "two.toml"
-    path.write_text('kind = "mqar"\n[fixed]\nepochs = 2\n'
-                    '[[grid]]\nseq_len = [64]\ntrain_examples = [800]\n'
-                    '[[grid]]\nseq_len = "128..256"\ntrain_examples = [200]\n')
+    path = tmp_path / "one.toml"
+    path.write_text('kind = "mqar"\n[fixed]\nepochs = 2\n[grid]\nseq_len = "64..256"\ntrain_examples = [800]\n')
     suite = load_suite(str(path))
     assert [(c["seq_len"], c["train_examples"], c["epochs"]) for c in suite.cases()] == [
-        (64, 800, 2), (128, 200, 2), (256, 200, 2)]
+        (64, 800, 2), (128, 800, 2), (256, 800, 2)]
     flagged = suite.override({"seq_len": [64]}, {"train_examples": 50, "epochs": None})
     assert flagged.cases() == [{"epochs": 2, "seq_len": 64, "train_examples": 50}]
     assert flagged.flagged == {"seq_len", "train_examples"}
+
+
+def test_a_suite_with_two_grids_is_refused(tmp_path):
+    from rebased_bench.suite import load_suite
+    path = tmp_path / "two.toml"
+    path.write_text('kind = "mqar"\n[[grid]]\nseq_len = [64]\n[[grid]]\nseq_len = [128]\n')
+    with pytest.raises(BenchError, match="a suite has one grid"):
+        load_suite(str(path))

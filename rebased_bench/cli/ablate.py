@@ -1,15 +1,15 @@
 """`rebased-bench ablate`: feature-map ablations on MQAR."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..kinds import ablate as ablate_kind
 from ..models.registry import VARIANTS
-from .shared import (MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt,
-                     Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, OutOpt, PrecisionOpt, RayAddressOpt,
-                     SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
+from .shared import (DEFAULT_OUT, MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor,
+                     ExecutorOpt, ForceOpt, Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, OutOpt,
+                     PrecisionOpt, RayAddressOpt, RetryErrorsOpt, SaveCheckpointsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt,
+                     SuiteOpt, TestOpt, TrainOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench ablate                                 [dim]# the CPU default suite ablate-quick[/dim]\n
@@ -25,8 +25,9 @@ def ablate(ctx: typer.Context, suite: SuiteOpt = "ablate-quick", variants: Varia
            seq_lens: SeqLensOpt = None, d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None,
            epochs: EpochsOpt = None, schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None,
            test_examples: TestOpt = None, batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None,
-           precision: PrecisionOpt = None, device: DeviceOpt = "auto", out: OutOpt = Path("results"),
-           dry_run: DryRunOpt = False, force: ForceOpt = False, format: FormatOpt = Format.table,
+           precision: PrecisionOpt = None, device: DeviceOpt = "auto", out: OutOpt = DEFAULT_OUT,
+           dry_run: DryRunOpt = False, force: ForceOpt = False, retry_errors: RetryErrorsOpt = False,
+           format: FormatOpt = Format.table,
            executor: ExecutorOpt = Executor.local, ray_address: RayAddressOpt = None,
            gpus_per_case: GpusPerCaseOpt = None, save_checkpoints: SaveCheckpointsOpt = False,
            max_cases: MaxCasesOpt = MAX_CASES):

@@ -1,15 +1,15 @@
 """`rebased-bench iou`: attention-map IoU of linear models vs softmax attention and vs the oracle."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import console
 from ..kinds import iou as iou_kind
-from .shared import (MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor, ExecutorOpt, ForceOpt,
-                     Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, MixersOpt, OutOpt, PrecisionOpt,
-                     RayAddressOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt, TestOpt, TrainOpt, run_suite)
+from .shared import (DEFAULT_OUT, MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, DryRunOpt, EpochsOpt, Executor,
+                     ExecutorOpt, ForceOpt, Format, FormatOpt, GpusPerCaseOpt, KvOpt, LrsOpt, MaxCasesOpt, MixersOpt,
+                     OutOpt, PrecisionOpt, RayAddressOpt, RetryErrorsOpt, ScheduleOpt, SeedsOpt, SeqLensOpt, SuiteOpt,
+                     TestOpt, TrainOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench iou                                    [dim]# the CPU default suite iou-quick[/dim]\n
@@ -27,8 +27,9 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
         d_models: DModelsOpt = None, lrs: LrsOpt = None, seeds: SeedsOpt = None, epochs: EpochsOpt = None,
         schedule_epochs: ScheduleOpt = None, train_examples: TrainOpt = None, test_examples: TestOpt = None,
         batch_size: BatchOpt = None, num_kv_pairs: KvOpt = None, precision: PrecisionOpt = None,
-        device: DeviceOpt = "auto", out: OutOpt = Path("results"), dry_run: DryRunOpt = False,
-        force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+        device: DeviceOpt = "auto", out: OutOpt = DEFAULT_OUT, dry_run: DryRunOpt = False,
+        force: ForceOpt = False, retry_errors: RetryErrorsOpt = False, format: FormatOpt = Format.table,
+        executor: ExecutorOpt = Executor.local,
         ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
         top_k: TopKOpt = None, mass: MassOpt = None,
         max_cases: MaxCasesOpt = MAX_CASES):
@@ -38,8 +39,12 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
     and kept there. Heatmaps of one test example go to OUT/figures/ (PNG and PDF, as `plot` draws them), its
     maps to OUT/maps/iou/.
     """
-    rows = run_suite(ctx, iou_kind.KIND, checkpoint_dir=str(out / "checkpoints"), map_dir=str(out / "maps" / "iou"))
-    if rows is not None and (rows["status"] == "ok").any():  # only ok rows have maps
-        from ..figures import plot_iou_heatmaps  # matplotlib only loads here
-        for path in plot_iou_heatmaps(rows, out / "figures"):  # OUT/iou/ holds Parquet only
-            console.log(f"figure {path}")
+
+    def draw_heatmaps(rows):
+        if (rows["status"] == "ok").any():  # only ok rows have maps
+            from ..figures import plot_iou_heatmaps  # matplotlib only loads here
+            for path in plot_iou_heatmaps(rows, out / "figures"):  # OUT/iou/ holds Parquet only
+                console.log(f"figure {path}")
+
+    run_suite(ctx, iou_kind.KIND, after=draw_heatmaps, checkpoint_dir=str(out / "checkpoints"),
+              map_dir=str(out / "maps" / "iou"))

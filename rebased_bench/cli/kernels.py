@@ -1,15 +1,14 @@
 """`rebased-bench kernels`: attention kernel speed."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..env import resolve_device
+from ..env import named_device
 from ..kinds import kernels as kernels_kind
 from ..kinds.kernel_providers import PROVIDERS
-from .shared import (MAX_CASES, DeviceOpt, DryRunOpt, Executor, ExecutorOpt, ForceOpt, Format, FormatOpt,
-                     GpusPerCaseOpt, MaxCasesOpt, OutOpt, RayAddressOpt, SeqLensOpt, run_suite)
+from .shared import (DEFAULT_OUT, MAX_CASES, DeviceOpt, DryRunOpt, Executor, ExecutorOpt, ForceOpt, Format, FormatOpt,
+                     GpusPerCaseOpt, MaxCasesOpt, OutOpt, RayAddressOpt, RetryErrorsOpt, SeqLensOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench kernels                                [dim]# kernels-h100 on a GPU, kernels-quick (CPU) otherwise[/dim]\n
@@ -30,11 +29,11 @@ ProfileOpt = Annotated[bool, typer.Option(
 
 def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensOpt = None, batch: BatchesOpt = None,
             providers: ProvidersOpt = None, modes: ModesOpt = None, profile: ProfileOpt = False,
-            device: DeviceOpt = "auto", out: OutOpt = Path("runs"), dry_run: DryRunOpt = False,
-            force: ForceOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+            device: DeviceOpt = "auto", out: OutOpt = DEFAULT_OUT, dry_run: DryRunOpt = False,
+            force: ForceOpt = False, retry_errors: RetryErrorsOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
             ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
             max_cases: MaxCasesOpt = MAX_CASES):
     """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
     if suite is None:
-        suite = "kernels-h100" if resolve_device(device).type == "cuda" else "kernels-quick"
+        suite = "kernels-h100" if named_device(device).type == "cuda" else "kernels-quick"
     run_suite(ctx, kernels_kind.KIND, suite, profile_dir=str(out / "traces" / "kernels") if profile else None)

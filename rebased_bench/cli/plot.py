@@ -10,18 +10,20 @@ import typer
 from .. import console
 from ..errors import BenchError
 from ..kinds import KINDS
+from .shared import DEFAULT_OUT
 from .show import read_results
 
 EXAMPLES = """[b]Examples[/b]\n
-  rebased-bench plot                                   [dim]# every figure results/ supports -> results/figures/[/dim]\n
-  rebased-bench plot results/mqar-fig1-lite --suite mqar --out figures\n
+  rebased-bench plot                                   [dim]# every figure runs/ supports -> runs/figures/[/dim]\n
+  rebased-bench plot results/mqar-fig1-lite --suite mqar --out runs/figures\n
   rebased-bench plot results --suite kernels --baseline fla_parallel_rebased"""
 
 KindName = Enum("KindName", {name: name for name in KINDS}, type=str)
 
 
-def plot(results: Annotated[Path, typer.Argument(help="A results folder (read recursively) or a Parquet file.")]
-         = Path("results"),
+def plot(results: Annotated[Path, typer.Argument(help=(
+             "A results folder (read recursively) or a Parquet file; default runs/, where the commands write."))]
+         = DEFAULT_OUT,
          suite: Annotated[Optional[KindName], typer.Option("--suite", help="Only this kind of rows (default: all).")]
          = None,
          out: Annotated[Optional[Path], typer.Option(

@@ -2,7 +2,7 @@
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import pandas as pd
 import typer
@@ -10,13 +10,14 @@ from rich.table import Table
 
 from .. import console
 from ..config import Config, flat_fields, value_type
-from ..env import resolve_device
+from ..env import named_device, resolve_device
 from ..errors import BenchError
+from ..estimate import DRY_RUN_PROBE_S, RUN_PROBE_S, describe, estimate
 from ..files import DiskFull
 from ..kinds.mqar import PRECISIONS
 from ..models.registry import MIXERS
 from ..ranges import parse_floats, parse_ints, parse_names
-from ..runner import SuiteKind, local_executor, run_sweep
+from ..runner import SuiteKind, local_executor, pending, run_sweep
 from ..store import Store, read_rows
 from ..suite import load_suite
 
@@ -50,9 +51,15 @@ KvOpt = Annotated[Optional[int], typer.Option("--num-kv-pairs", help="Key-value 
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     "--precision", help="fp32 (the paper's protocol) or bf16 autocast; default bf16 on CUDA, fp32 on CPU.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Results folder; rows go to OUT/<kind>/.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the expanded grid and run nothing.")]
+# The user's own runs: git-ignored, apart from results/, which holds what the project publishes (named to write).
+DEFAULT_OUT = Path("runs")
+OutOpt = Annotated[Path, typer.Option("--out", help=(
+    "Results folder; rows go to OUT/<kind>/. Default runs/ (yours); results/ holds the project's published rows."))]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help=(
+    "Print the expanded grid and its estimate, run nothing; needs no device (--device cuda plans a GPU sweep)."))]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun cases already in the store.")]
+RetryErrorsOpt = Annotated[bool, typer.Option(
+    "--retry-errors", help="Rerun the cases whose stored row is an error (otherwise they count as done).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output on stdout: a table or JSON rows.")]
 ExecutorOpt = Annotated[Executor, typer.Option(
     "--executor", help="local: cases one after another here; ray: each case a Ray task (the ray extra).")]
@@ -87,12 +94,14 @@ def flag_fields(options: dict, config: type[Config]) -> tuple[dict, dict]:
     return grid, fixed
 
 
-def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **fields) -> pd.DataFrame | None:
+def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
+              after: Callable[[pd.DataFrame], None] | None = None, **fields) -> pd.DataFrame | None:
     """The run step of a suite command: suite + flags -> checked cases -> the grid (--dry-run) or sweep and table.
 
     The suite is --suite unless `suite` is given; `fields` are fields the command derives from its flags (where
-    checkpoints go, say). Every case is checked before anything runs. Returns the rows of the suite's cases, None
-    for a dry run.
+    checkpoints go, say); `after` gets the sweep's rows once they are shown (iou draws its heatmaps). Every case is
+    checked before anything runs. Exits 1 when a case of the sweep has an error row, saying how many in the last
+    line. Returns the rows of the suite's cases, None for a dry run.
     """
     options = ctx.params
     grid, fixed = flag_fields(options, kind.config)
@@ -103,19 +112,29 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
         raise BenchError(f"the grid has {suite.size()} cases, more than --max-cases {options['max_cases']}: "
                          "narrow it, or raise --max-cases to run it")
     cases = suite.configs()
-    device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
-                                 options["device"])
-    cases = list({case.case_id: case for case in (c.for_device(device) for c in cases)}.values())
-    if options["dry_run"]:
+    if options["executor"] is Executor.local and (options["ray_address"] is not None
+                                                or options["gpus_per_case"] is not None):
+        raise BenchError("--ray-address and --gpus-per-case apply to --executor ray")
+    if options["dry_run"]:  # planned for the device named, which need not be here
+        device = named_device(options["device"])
+        cases = _for_device(cases, device)
         planned = pd.DataFrame([{"case_id": case.case_id, **case.flat()} for case in cases])
         if options["format"] is Format.json:
             console.out_rows(planned)
         else:
             console.show(_grid_table(planned, suite.name))
+        _estimate(cases, device, options["out"], DRY_RUN_PROBE_S)
         return None
+    device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
+                                 options["device"])
+    cases = _for_device(cases, device)
     store = Store(options["out"], kind.name, kind.schema)
+    retry_errors = options.get("retry_errors", False)
+    expected = _estimate(pending(cases, store.statuses(), options["force"], retry_errors), device, options["out"],
+                         RUN_PROBE_S)
     try:
-        report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], executor=executor)
+        report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], retry_errors=retry_errors,
+                           executor=executor, expected=expected)
     except DiskFull as exc:
         console.error(f"{exc}: rows so far are kept; free space and rerun to resume")
         raise typer.Exit(1) from None
@@ -131,7 +150,26 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None, **f
     if report.interrupted:
         console.log("interrupted: finished rows are kept; rerun the same command to resume")
         raise typer.Exit(128 + report.interrupted_by)
+    if after is not None:
+        after(rows)
+    failed = int((rows["status"] == "error").sum()) if "status" in rows else 0
+    if failed:
+        console.log(f"{failed} of {report.total} cases failed (--retry-errors reruns them)")
+        raise typer.Exit(1)
     return rows
+
+
+def _for_device(cases: list[Config], device) -> list[Config]:
+    """The cases with their device defaults settled, each case id once."""
+    return list({case.case_id: case for case in (c.for_device(device) for c in cases)}.values())
+
+
+def _estimate(cases: list[Config], device, out: Path, probe_seconds: float) -> dict[str, float] | None:
+    """Say how long the cases should take on `device` (estimate.py); returns the expected seconds per case id."""
+    result = estimate(cases, device, out, probe_seconds)
+    for line in describe(result):
+        console.log(line)
+    return result.seconds if result else None
 
 
 def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
@@ -139,8 +177,6 @@ def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
     if executor is Executor.ray:
         from ..ray_executor import start_ray_executor  # ray is an optional extra
         return start_ray_executor(ray_address, gpus_per_case, device)
-    if ray_address is not None or gpus_per_case is not None:
-        raise BenchError("--ray-address and --gpus-per-case apply to --executor ray")
     return resolve_device(device), local_executor
 
 

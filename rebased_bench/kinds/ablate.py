@@ -67,9 +67,9 @@ def affine_summary(model) -> dict:
     return summary
 
 
-def run_case(case: AblateCase, device: torch.device, state_path=None) -> dict:
+def run_case(case: AblateCase, device: torch.device, state_path=None, on_epoch=None) -> dict:
     """Train the variant on MQAR -> accuracy metrics, γ/β summary, checkpoint path (None unless asked)."""
-    model, metrics = mqar.train_case(case, device, state_path)
+    model, metrics = mqar.train_case(case, device, state_path, on_epoch)
     checkpoint = save_if_asked(model, KIND.name, case, metrics)
     return {**metrics, **affine_summary(model), "checkpoint_path": checkpoint}
 
@@ -105,4 +105,4 @@ def _affine_table(rows) -> Table:
     return table
 
 
-KIND = SuiteKind("ablate", AblateCase, METRICS, run_case, summary, progress_metric="accuracy")
+KIND = SuiteKind("ablate", AblateCase, METRICS, run_case, summary, progress_metric="accuracy", reports_epochs=True)

@@ -137,7 +137,7 @@ def query_rows(model, inputs, labels, index):
     return maps, support, (logits.argmax(-1) == targets).flatten()
 
 
-def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=None):
+def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=None, on_epoch=None):
     """The MQAR model of this case with `mixer`: loaded from <checkpoint_dir>/mqar/, else trained and kept there
     (resumable through a training state in state_dir, named by the MQAR case id, until the checkpoint exists).
 
@@ -148,7 +148,7 @@ def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=Non
     path = checkpoint_path(case.checkpoint_dir, mqar.KIND.name, mqar_case)
     if not path.exists():
         state_path = None if state_dir is None else Path(state_dir) / f"{mqar_case.case_id}.pt"
-        model, metrics = mqar.train_case(mqar_case, device, state_path)
+        model, metrics = mqar.train_case(mqar_case, device, state_path, on_epoch)
         save_checkpoint(path, model, mqar_case.flat(), metrics)
         if state_path:
             state_path.unlink(missing_ok=True)
@@ -158,13 +158,15 @@ def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=Non
     return model, str(path)
 
 
-def run_case(case: IouCase, device: torch.device, state_path=None) -> dict:
-    """Maps of the model and the softmax reference on the test set -> IoU vs the reference and vs the oracle."""
+def run_case(case: IouCase, device: torch.device, state_path=None, on_epoch=None) -> dict:
+    """Maps of the model and the softmax reference on the test set -> IoU vs the reference and vs the oracle.
+
+    Models not yet kept are trained first, each reporting its epochs to on_epoch."""
     if case.checkpoint_dir is None or case.map_dir is None:
         raise BenchError("an iou case needs checkpoint_dir and map_dir (the iou command sets them from --out)")
     state_dir = None if state_path is None else Path(state_path).parent
-    model, model_path = trained_model(case, case.model.mixer, device, state_dir)
-    reference, reference_path = trained_model(case, case.reference_mixer, device, state_dir)
+    model, model_path = trained_model(case, case.model.mixer, device, state_dir, on_epoch)
+    reference, reference_path = trained_model(case, case.reference_mixer, device, state_dir, on_epoch)
     _, (inputs, labels) = case.data.load()
     rule = dict(top_k=case.top_k, mass=case.mass)
     batch_size = max(1, EVAL_ELEMENTS // case.data.seq_len ** 2)
@@ -233,4 +235,4 @@ def summary(rows):
     return Group(*tables)
 
 
-KIND = SuiteKind("iou", IouCase, METRICS, run_case, summary, progress_metric="accuracy")
+KIND = SuiteKind("iou", IouCase, METRICS, run_case, summary, progress_metric="accuracy", reports_epochs=True)

@@ -121,8 +121,10 @@ POINT = ("mixer", "d_model", "seq_len")
 SETTINGS = setting_fields(MqarCase, (*POINT, "lr", "seed"))
 
 
-def train_case(case: MqarCase, device: torch.device, state_path=None) -> tuple[LanguageModel, dict]:
-    """Train one case: (the trained model, its metrics); with state_path, resumable after any epoch.
+def train_case(case: MqarCase, device: torch.device, state_path=None,
+               on_epoch=None) -> tuple[LanguageModel, dict]:
+    """Train one case: (the trained model, its metrics); with state_path, resumable after any epoch; on_epoch is
+    called with a training.Progress after each epoch.
 
     The model's mixers are checked first (models/checks.py): one that fails is the case's error, before training.
     """
@@ -130,13 +132,13 @@ def train_case(case: MqarCase, device: torch.device, state_path=None) -> tuple[L
     torch.manual_seed(case.training.seed)
     model = case.model.build(case.data)
     check_mixers(model, device)
-    metrics = train(model, train_data, test_data, case.training.train_config(), device, state_path)
+    metrics = train(model, train_data, test_data, case.training.train_config(), device, state_path, on_epoch)
     return model, {**metrics, "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_case(case: MqarCase, device: torch.device, state_path=None) -> dict:
+def run_case(case: MqarCase, device: torch.device, state_path=None, on_epoch=None) -> dict:
     """One MQAR case -> its metric columns (and its checkpoint when the case has a checkpoint_dir)."""
-    model, metrics = train_case(case, device, state_path)
+    model, metrics = train_case(case, device, state_path, on_epoch)
     return {**metrics, "checkpoint_path": save_if_asked(model, KIND.name, case, metrics)}
 
 
@@ -148,4 +150,4 @@ def summary(rows):
                                                "MQAR accuracy (best lr per cell)")
 
 
-KIND = SuiteKind("mqar", MqarCase, METRICS, run_case, summary, progress_metric="accuracy")
+KIND = SuiteKind("mqar", MqarCase, METRICS, run_case, summary, progress_metric="accuracy", reports_epochs=True)
