@@ -30,7 +30,8 @@ ProfileOpt = Annotated[bool, typer.Option(
 def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensOpt = None, batch: BatchesOpt = None,
             providers: ProvidersOpt = None, modes: ModesOpt = None, profile: ProfileOpt = False,
             device: DeviceOpt = "auto", out: OutOpt = DEFAULT_OUT, dry_run: DryRunOpt = False,
-            force: ForceOpt = False, retry_errors: RetryErrorsOpt = False, format: FormatOpt = Format.table, executor: ExecutorOpt = Executor.local,
+            force: ForceOpt = False, retry_errors: RetryErrorsOpt = False, format: FormatOpt = Format.table,
+            executor: ExecutorOpt = Executor.local,
             ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
             max_cases: MaxCasesOpt = MAX_CASES):
     """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
