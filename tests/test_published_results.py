@@ -50,7 +50,9 @@ def test_the_published_figure1_sweep_would_resume_not_rerun(tmp_path):
     assert len(planned) == 80 and planned <= set(pd.read_parquet(RESULTS / "mqar-fig1-lite" / "mqar")["case_id"])
 
 
-@pytest.mark.parametrize("command, suite, folder", [("ablate", "ablate-quick", "ablate"), ("iou", "iou-quick", "iou")])
+@pytest.mark.parametrize("command, suite, folder", [("mqar", "mqar-quick", "mqar-quick/mqar"),
+                                                   ("ablate", "ablate-quick", "ablate-quick/ablate"),
+                                                   ("iou", "iou-quick", "iou-quick/iou")])
 def test_quick_suites_plan_exactly_their_published_rows(tmp_path, command, suite, folder):
     assert planned_ids(tmp_path, command, "--suite", suite) == set(pd.read_parquet(RESULTS / folder)["case_id"])
 
