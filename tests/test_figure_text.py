@@ -139,7 +139,7 @@ def test_plot_draws_every_published_row():
 
 
 def test_the_published_ablation_figure_keeps_its_title_inside():
-    (plan,) = [p for p in plan_figures(read_rows(RESULTS / "ablate")) if p.stem.startswith("ablate_")]
+    (plan,) = [p for p in plan_figures(read_rows(RESULTS / "ablate-quick")) if p.stem.startswith("ablate_")]
     fig = plan.draw()
     fig.canvas.draw()
     title = next(t for t in fig.get_children() if isinstance(t, Text) and "ablation" in t.get_text())

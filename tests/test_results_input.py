@@ -47,7 +47,7 @@ def test_plot_out_that_takes_no_figures_is_one_line_and_exit_code_2(tmp_path, mo
     blocker = tmp_path / "file"
     blocker.write_text("")
     for out in (blocker, blocker / "sub"):
-        result = invoke("plot", RESULTS / "ablate", "--out", out)
+        result = invoke("plot", RESULTS / "ablate-quick", "--out", out)
         assert result.exit_code == 2 and result.stderr.startswith("error: --out: cannot write figures")
         assert len(result.stderr.strip().splitlines()) == 1
 
@@ -55,6 +55,6 @@ def test_plot_out_that_takes_no_figures_is_one_line_and_exit_code_2(tmp_path, mo
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("tempfile.TemporaryFile", read_only)  # as root, a read-only folder would still take files
-    result = invoke("plot", RESULTS / "ablate", "--out", tmp_path / "figures")
+    result = invoke("plot", RESULTS / "ablate-quick", "--out", tmp_path / "figures")
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: --out: cannot write figures to {tmp_path / 'figures'}: Permission denied")
