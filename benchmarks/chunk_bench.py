@@ -1,4 +1,4 @@
-"""Tune and measure the chunked ReBased kernel on the GPU (issue 4): launch-shape exploration, chunked vs parallel
+"""Tune and measure the chunked ReBased kernel on the GPU: launch-shape exploration, chunked vs parallel
 per seq_len and mode (which sets the dispatch thresholds), memory growth with seq_len, and a per-kernel profile.
 Timing and FLOP counts come from rebased_bench.timing (shared with parallel_bench.py and the kernels suite).
 

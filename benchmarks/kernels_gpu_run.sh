@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The issue-4 GPU run (one call on the lent H100): GPU tests of the chunked kernel, tuning (launch shape and
-# dispatch thresholds -> kernels/rebased_chunk/tuned.py), the kernels suites, a profile. Everything lands in
+# The chunked kernel's GPU run (NVIDIA H100 80GB HBM3): GPU tests of the chunked kernel, tuning (launch shape
+# and dispatch thresholds -> kernels/rebased_chunk/tuned.py), the kernels suites, a profile. Everything lands in
 # $OUT (results.tgz holds the Parquet rows, traces and tuned.py). Run from the repository root.
 set -uo pipefail
 export PYTHONUNBUFFERED=1

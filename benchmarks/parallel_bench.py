@@ -1,8 +1,8 @@
-"""Benchmark the Triton parallel ReBased kernel against flash-linear-attention and SDPA (issue 3).
+"""Benchmark the Triton parallel ReBased kernel against flash-linear-attention and SDPA.
 
 Fixed tokens per call (batch * seq_len), bf16, H=16, d=16, dv=64; peers in the same process; correctness vs an
 fp32 reference (one head) before timing; do_bench medians with p20/p80; FLOPs counted as in
-shared/reference/kernels.md (causal, MAC = 2): parallel forward T^2 (d + dv), backward T^2 (4d + 3dv) per head;
+rebased_bench.timing (causal, MAC = 2): parallel forward T^2 (d + dv), backward T^2 (4d + 3dv) per head;
 SDPA forward 2 T^2 D, backward 2.5x forward. Writes a Parquet (one row per op, mode, shape) and prints a table.
 
     python benchmarks/parallel_bench.py --out results/kernels/_parallel_bench/h100.parquet [--explore]
@@ -32,7 +32,7 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-PEAK_TFLOPS = 798  # bf16 matrix product measured on the lent H100 (shared/reference/kernels.md)
+PEAK_TFLOPS = 798  # bf16 matrix product measured on an NVIDIA H100 80GB HBM3
 
 
 def min_bytes(B, T, H, d, dv, mode, itemsize=2):

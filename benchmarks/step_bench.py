@@ -1,4 +1,4 @@
-"""Time one training step of the 2-layer MQAR model per mixer (issue 6): the baselines must stay within 3x of
+"""Time one training step of the 2-layer MQAR model per mixer: the baselines must stay within 3x of
 conv_attention at d_model 128, seq_len 2048, batch 64, so the Figure 1 sweep is not dominated by them.
 
 A step is what the trainer does per micro-batch: forward at the query positions, cross-entropy, backward,

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 def git_state() -> tuple[str, bool]:
     """(commit, dirty) of the checkout the package runs from; ("unknown", False) outside git.
 
-    A copy without .git (a device machine that got only the working tree) takes REBASED_BENCH_GIT_COMMIT
-    and REBASED_BENCH_GIT_DIRTY=1|0 from whoever sent it.
+    A copy without .git (e.g. a `git archive` of a commit, copied to a GPU machine) takes the commit from
+    REBASED_BENCH_GIT_COMMIT and REBASED_BENCH_GIT_DIRTY=1|0.
     """
     if os.environ.get("REBASED_BENCH_GIT_COMMIT"):
         return os.environ["REBASED_BENCH_GIT_COMMIT"], os.environ.get("REBASED_BENCH_GIT_DIRTY") == "1"

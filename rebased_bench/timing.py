@@ -1,6 +1,6 @@
 """Timing and work counts shared by the kernel benchmarks (benchmarks/*.py) and the `kernels` suite.
 
-FLOPs are counted per kernels.md (causal, MAC = 2 FLOP), per call of batch x heads heads:
+FLOPs are counted causal, MAC = 2 FLOP, per call of batch x heads heads:
 - quadratic form (ReBased / Based parallel): forward T^2 (d + dv), backward T^2 (4 d + 3 dv);
 - softmax attention (SDPA, head dim D): forward 2 T^2 D, backward 2.5x the forward;
 - chunked linear form with D' features and chunk C: forward T (4 D' dv + C (d + dv)),
