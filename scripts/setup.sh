@@ -10,7 +10,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         "${PIP[@]}" torch
     else
-        # 2.13.0 is the CPU wheel these machines carry locally; elsewhere point pip at a CPU wheel index.
+        # A pinned CPU build; where the index pip uses has only CUDA builds, set
+        # PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu first.
         "${PIP[@]}" "torch==2.13.0"
     fi
 fi
