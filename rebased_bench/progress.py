@@ -78,7 +78,8 @@ class SweepProgress:
             self.rich.update(self.case_task, total=progress.epochs, completed=progress.epoch, state=state,
                              eta=f"ETA {duration(eta)}", refresh=True)
         elif not self.live:
-            console.log(f"{self.labels.get(case.case_id, case.case_id)} {state} {progress.seconds:.1f}s")
+            left = f", ETA {duration(eta)}" if progress.epoch < progress.epochs else ""
+            console.log(f"{self.labels.get(case.case_id, case.case_id)} {state} {duration(progress.seconds)}{left}")
 
     def case_finished(self, case_id: str, outcome: str):
         """A case of the sweep is settled: its row is written (`outcome`: its status and metric), or another process

@@ -121,6 +121,7 @@ def test_per_epoch_and_per_case_lines_when_stderr_is_not_a_terminal(tmp_path):
     epochs = [line for line in lines if " epoch " in line]
     assert len(epochs) == 4 and "mixer=rebased epoch 1/2 loss " in epochs[0]
     assert all(" acc " in line and " best " in line for line in epochs)
+    assert ", ETA " in epochs[0] and ", ETA " not in epochs[1]  # time left in the case, but after its last epoch
     finished = [line for line in lines if line.startswith("[")]
     assert [line[:5] for line in finished] == ["[1/2]", "[2/2]"] and "ok accuracy" in finished[0]
     rows = pd.read_parquet(tmp_path / "mqar")
