@@ -5,6 +5,7 @@
 
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based, parallel_rebased
+from .polynomial.quadform import quadform_based, quadform_rebased
 from .dispatch import polynomial_attention
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "parallel_based",
     "parallel_rebased",
     "polynomial_attention",
+    "quadform_based",
+    "quadform_rebased",
 ]
 
 from .rebased_chunk import chunk_rebased, rebased_step

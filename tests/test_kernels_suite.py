@@ -51,7 +51,7 @@ def test_dry_run_expands_batch_and_default_suite():
     grid = json.loads(result.stdout)
     assert [row["batch"] for row in grid] == [1, 2, 4] and {row["tokens"] for row in grid} == {64, 128, 256}
     full = invoke("kernels", "--device", "cpu", "--dry-run", "--format", "json")
-    assert full.exit_code == 0 and len(json.loads(full.stdout)) == 36  # kernels-quick on CPU
+    assert full.exit_code == 0 and len(json.loads(full.stdout)) == 40  # kernels-quick on CPU
 
 
 def test_bad_input_is_one_line(tmp_path):

@@ -47,7 +47,8 @@ def _ours(name):
     def build():
         from .. import kernels
         fns = {"parallel": kernels.parallel_rebased, "dispatch": kernels.rebased_attention,
-               "chunk": lambda q, k, v: kernels.chunk_rebased(q, k, v)[0], "naive": kernels.naive_parallel_rebased}
+               "chunk": lambda q, k, v: kernels.chunk_rebased(q, k, v)[0], "naive": kernels.naive_parallel_rebased,
+               "quadform": kernels.quadform_rebased}
         return fns[name]
     return build
 
@@ -100,6 +101,8 @@ PROVIDERS = {
     "naive": Provider("rebased", _ours("naive"), _quadratic, cuda=False, unsupported=lambda c: (
         f"naive: seq_len {c.seq_len} > {NAIVE_MAX_SEQ_LEN} (materializes T x T scores)"
         if c.seq_len > NAIVE_MAX_SEQ_LEN else None)),
+    # plain PyTorch, linear in T, state d x d x dv per head: a candidate for the MQAR model's value heads of 5-10
+    "quadform": Provider("rebased", _ours("quadform"), lambda c: _chunked(c, c.d ** 2), cuda=False),
     "sdpa": Provider("softmax", _sdpa, lambda c: sdpa_flops(c.batch, c.seq_len, c.heads, c.d, c.mode),
                      cuda=False, head_first=True),
     "fla_parallel_rebased": Provider("rebased", _fla_parallel_rebased, _quadratic, fla=True),
