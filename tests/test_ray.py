@@ -59,6 +59,19 @@ def _toy_case(case, device, state_path=None):
 TOY = SuiteKind("toy-ray", Toy, pa.schema([("y", pa.float64())]), _toy_case)
 
 
+def _stateful_case(case, device, state_path):
+    """Counts its attempts in its state file, as a training case keeps its epochs there; the first is interrupted."""
+    attempts = int(state_path.read_text()) + 1 if state_path.exists() else 1
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(str(attempts))
+    if attempts == 1:
+        raise KeyboardInterrupt  # stopped mid-case, after its state was kept
+    return {"y": float(attempts)}
+
+
+STATEFUL = SuiteKind("toy-ray-state", Toy, pa.schema([("y", pa.float64())]), _stateful_case)
+
+
 @pytest.fixture(scope="session")
 def ray():
     """One local Ray for the whole session: starting it costs seconds."""
@@ -152,6 +165,17 @@ def test_a_case_cancelled_from_outside_interrupts_the_sweep_and_stays_to_do(ray,
     report = _toy_sweep(tmp_path, [9], ray_executor)
     assert report.interrupted and report.ok + report.errors == 0
     assert not list((tmp_path / TOY.name).glob("*.parquet"))
+
+
+def test_a_case_stopped_in_a_worker_continues_from_its_state_under_out(ray, tmp_path):
+    from rebased_bench.ray_executor import ray_executor
+    store = Store(tmp_path, STATEFUL.name, STATEFUL.schema)
+    first = run_sweep(STATEFUL, "s", [Toy(x=1)], store, torch.device("cpu"), executor=ray_executor)
+    state = tmp_path / "state" / STATEFUL.name / f"{case_id({'x': 1})}.pt"
+    assert first.interrupted and state.read_text() == "1"
+    second = run_sweep(STATEFUL, "s", [Toy(x=1)], store, torch.device("cpu"), executor=ray_executor)
+    assert second.ok == 1 and read_rows(tmp_path / STATEFUL.name)["y"].tolist() == [2.0]  # the state was read
+    assert not state.exists()  # and removed once the row was written
 
 
 @pytest.mark.parametrize("args, message", [
