@@ -42,6 +42,7 @@ PALETTE = {
     "chunk": Style("tab:cyan", "s", "ours chunk"),
     "dispatch": Style("navy", "D", "ours dispatch"),
     "naive": Style("tab:gray", "x", "naive PyTorch"),
+    "quadform": Style("tab:green", "h", "ours quadform (PyTorch)"),
     "sdpa": Style("black", "^", "SDPA (softmax)"),
     "fla_parallel_rebased": Style("tab:orange", "v", "FLA parallel_rebased"),
     "fla_chunk_linear_attn": Style("tab:red", "<", "FLA chunk_linear_attn"),
