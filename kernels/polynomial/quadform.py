@@ -7,7 +7,8 @@ chunks enter through running sums of the polynomial's three terms, read by each 
 
 The last state is d x d x dv per head: with the MQAR model's value heads of 5 or 10 it is smaller than the
 136 x dv feature state of a ReBased chunked kernel, and reading it needs no d^2 feature expansion of q. v gets a
-column of ones so the same sums give the denominator. No custom kernel: on a GPU torch.compile fuses it.
+column of ones so the same sums give the denominator. No custom kernel: plain tensor ops, which inside the
+trainer's compiled loss Inductor can fuse (the kernels suite times it eagerly).
 """
 
 import torch
