@@ -3,7 +3,9 @@
 Variants of the same step (rebased_bench.training.optimizer_step on one batch of real MQAR data):
 - eager_paper: eager PyTorch, the paper's micro-batches (256/128/64 at seq_len 512/1024/2048);
 - eager_whole: eager, the whole batch at once;
-- compiled: what the trainer runs on a GPU: torch.compile of the loss (loss_function), the whole batch.
+- compiled: what the trainer runs on a GPU: torch.compile of the loss (loss_function), the whole batch;
+- compiled_quadform: the same with the mixer's attention on the quadform path (kernels/polynomial/quadform.py)
+  in place of the Triton parallel kernel: what the step would take if the trainer used it.
 Median of CUDA-event timings after warm-up; peak memory; compile time (first step); --profile prints the top GPU
 kernels of the compiled step. Writes rows as JSON (--out) and prints a Markdown table last.
 
@@ -12,15 +14,20 @@ kernels of the compiled step. Writes rows as JSON (--out) and prints a Markdown 
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
+
+from unittest import mock
 
 import torch
 
 from rebased_bench.data.mqar import generate, paper_num_kv_pairs, query_index
 from rebased_bench.env import git_state
+from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.models.mixers import SCORE_COEFFS
 from rebased_bench.training import TrainConfig, loss_function, micro_batch_size, optimizer_step, query_loss
 
 CASES = "rebased:64:1024,based:64:1024,conv_attention:64:1024,rebased:128:2048,based:128:2048"
@@ -28,6 +35,18 @@ CASES = "rebased:64:1024,based:64:1024,conv_attention:64:1024,rebased:128:2048,b
 
 def log(*args):
     print(*args, flush=True)
+
+
+def quadform_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
+    """polynomial_attention on the quadform path. q, k: (batch, seq_len, heads, d); v: (..., dv) -> (..., dv)."""
+    return quadform_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
+
+
+def attention_path(variant):
+    """The context a variant's steps run in: the mixers' attention swapped for compiled_quadform."""
+    if variant == "compiled_quadform":
+        return mock.patch("rebased_bench.models.mixers.polynomial_attention", quadform_attention)
+    return contextlib.nullcontext()
 
 
 def time_steps(step, repeats):
@@ -53,7 +72,7 @@ def bench(mixer, d_model, seq_len, precision, variant, batch, repeats, profile):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
     config = TrainConfig(lr=1e-3, epochs=1, batch_size=batch, precision=precision)
     micro = micro_batch_size(config, seq_len) if variant == "eager_paper" else batch
-    loss_fn = loss_function(device) if variant == "compiled" else query_loss
+    loss_fn = loss_function(device) if variant.startswith("compiled") else query_loss
 
     def step():
         optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro, precision)
@@ -97,10 +116,11 @@ def main():
         mixer, d_model, seq_len = case.split(":")
         for precision in args.precisions.split(","):
             for variant in args.variants.split(","):
-                profile = args.profile and variant == "compiled" and precision == "bf16"
+                profile = args.profile and variant.startswith("compiled") and precision == "bf16"
                 try:
-                    row = bench(mixer, int(d_model), int(seq_len), precision, variant, args.batch, args.repeats,
-                                profile)
+                    with attention_path(variant):
+                        row = bench(mixer, int(d_model), int(seq_len), precision, variant, args.batch,
+                                    args.repeats, profile)
                 except torch.OutOfMemoryError as exc:
                     row = dict(mixer=mixer, d_model=int(d_model), seq_len=int(seq_len), precision=precision,
                                variant=variant, error=f"out of memory: {str(exc).splitlines()[0]}")
