@@ -14,8 +14,6 @@ launch configs, and the chunked PyTorch paths (what the mixers ran on CUDA befor
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
@@ -23,6 +21,7 @@ from rebased_bench.data.mqar import IGNORE_INDEX
 from rebased_bench.env import git_state
 from rebased_bench.kernels import selective_scan_chunked, selective_scan_triton, wkv_chunked, wkv_triton
 from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.timing import time_calls
 from rebased_bench.training import autocast, query_loss
 
 MIXERS = ["conv_attention", "based", "rebased", "mamba", "rwkv"]
@@ -47,26 +46,6 @@ def mqar_batch(batch, seq_len, vocab, device, seed=0):
     return inputs.to(device), labels.to(device)
 
 
-def time_ms(fn, device, warmup=3, repeats=10):
-    """Median and minimum wall time of fn() in ms (CUDA events on the GPU)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
-
-
 def bench_step(mixer, precision, args, device):
     torch.manual_seed(0)
     model = LanguageModel(ModelConfig(mixer, args.d_model, args.seq_len)).to(device)
@@ -83,7 +62,7 @@ def bench_step(mixer, precision, args, device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    median, best = time_ms(step, device, repeats=args.repeats)
+    median, best = time_calls(step, device, repeats=args.repeats)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else 0
     if args.profile and mixer in args.profile.split(",") and device.type == "cuda":
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -110,7 +89,7 @@ def bench_scans(args, device):
             if backward:
                 torch.autograd.grad(y, leaves, torch.ones_like(y))
         with torch.set_grad_enabled(backward):
-            median, best = time_ms(run, device, repeats=args.repeats)
+            median, best = time_calls(run, device, repeats=args.repeats)
         mode = "fwd_bwd" if backward else "fwd"
         rows.append({"op": op, "config": json.dumps(config), **extra, "mode": mode, "median_ms": median,
                      "min_ms": best})

@@ -16,7 +16,6 @@ kernels of the compiled step. Writes rows as JSON (--out) and prints a Markdown 
 import argparse
 import contextlib
 import json
-import statistics
 import time
 
 from unittest import mock
@@ -28,6 +27,7 @@ from rebased_bench.env import git_state
 from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.models.mixers import SCORE_COEFFS
+from rebased_bench.timing import time_calls
 from rebased_bench.training import TrainConfig, loss_function, micro_batch_size, optimizer_step, query_loss
 
 CASES = "rebased:64:1024,based:64:1024,conv_attention:64:1024,rebased:128:2048,based:128:2048"
@@ -47,19 +47,6 @@ def attention_path(variant):
     if variant == "compiled_quadform":
         return mock.patch("rebased_bench.models.mixers.polynomial_attention", quadform_attention)
     return contextlib.nullcontext()
-
-
-def time_steps(step, repeats):
-    """Median and min ms of step() over `repeats` CUDA-event timings."""
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times), min(times)
 
 
 def bench(mixer, d_model, seq_len, precision, variant, batch, repeats, profile):
@@ -85,7 +72,7 @@ def bench(mixer, d_model, seq_len, precision, variant, batch, repeats, profile):
     for _ in range(3):
         step()
     torch.cuda.reset_peak_memory_stats()
-    median, best = time_steps(step, repeats)
+    median, best = time_calls(step, device, warmup=0, repeats=repeats)
     row = dict(mixer=mixer, d_model=d_model, seq_len=seq_len, precision=precision, variant=variant, batch=batch,
                micro_batch=micro, median_ms=median, min_ms=best, first_step_s=first_s,
                peak_mem_bytes=torch.cuda.max_memory_allocated())

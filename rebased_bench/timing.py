@@ -33,6 +33,27 @@ def time_op(fn, warmup_ms=25, rep_ms=200, device=None):
     return {"median_ms": statistics.median(times), "p20_ms": q[1], "p80_ms": q[7]}
 
 
+def time_calls(fn, device, warmup=3, repeats=10):
+    """Median and minimum time of one fn() call in ms over `repeats` calls after `warmup`: CUDA events on a GPU
+    (whole training steps, where do_bench's L2 flush and its budget in ms would not fit), wall clock elsewhere."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.device(device).type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times)
+
+
 def parallel_flops(B, T, H, d, dv, mode):
     """Causal parallel polynomial attention: forward T^2 (d + dv), backward T^2 (4 d + 3 dv) per head."""
     fwd, bwd = B * H * T * T * (d + dv), B * H * T * T * (4 * d + 3 * dv)
