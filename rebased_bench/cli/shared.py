@@ -104,6 +104,7 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
     line. Returns the rows of the suite's cases, None for a dry run.
     """
     options = ctx.params
+    out = Path(options["out"])  # ctx.params holds click's value: a str under some typer versions
     grid, fixed = flag_fields(options, kind.config)
     suite = load_suite(suite or options["suite"]).override(grid, {**fixed, **fields})
     if suite.kind is not kind:
@@ -123,15 +124,14 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
             console.out_rows(planned)
         else:
             console.show(_grid_table(planned, suite.name))
-        _estimate(cases, device, options["out"], DRY_RUN_PROBE_S)
+        _estimate(cases, device, out, DRY_RUN_PROBE_S)
         return None
     device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
                                  options["device"])
     cases = _for_device(cases, device)
-    store = Store(options["out"], kind.name, kind.schema)
+    store = Store(out, kind.name, kind.schema)
     retry_errors = options.get("retry_errors", False)
-    expected = _estimate(pending(cases, store.statuses(), options["force"], retry_errors), device, options["out"],
-                         RUN_PROBE_S)
+    expected = _estimate(pending(cases, store.statuses(), options["force"], retry_errors), device, out, RUN_PROBE_S)
     try:
         report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], retry_errors=retry_errors,
                            executor=executor, expected=expected)
