@@ -4,6 +4,7 @@ Under TRITON_INTERPRET=1 (set before a kernel module is imported) the kernels ru
 interpreter; each launcher asks `interpreted(kernel)` of its own kernels, since a test may rebuild them.
 """
 
+import functools
 import os
 
 import torch
@@ -23,3 +24,16 @@ def empty(*size, dtype=torch.float32, device=None) -> torch.Tensor:
     """torch.empty(*size) for a kernel to fill; NaN-filled under POISON. size: ints or one shape tuple."""
     x = torch.empty(*size, dtype=dtype, device=device)
     return x.fill_(float("nan")) if POISON else x
+
+
+def on_input_device(launcher):
+    """Run `launcher` with its first tensor argument's CUDA device current: Triton launches on the current device,
+    which need not be the inputs' (tensors on cuda:1 in a process whose current device is cuda:0)."""
+    @functools.wraps(launcher)
+    def guarded(*args, **kwargs):
+        first = next(arg for arg in args if isinstance(arg, torch.Tensor))
+        if first.device.type != "cuda":
+            return launcher(*args, **kwargs)
+        with torch.cuda.device(first.device):
+            return launcher(*args, **kwargs)
+    return guarded

@@ -5,6 +5,7 @@ id come from it), the metric columns its case function adds, and that function, 
 Progress goes to a `progress.SweepProgress`, which the cases running in this process tell of their epochs.
 """
 
+import contextlib
 import datetime as dt
 import functools
 import signal
@@ -79,8 +80,11 @@ def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_p
         display.case_started(case)
         if kind.reports_epochs:
             options["on_epoch"] = functools.partial(display.epoch, case)
+    device = torch.device(device_name)
     try:
-        metrics = kind.run_case(case, torch.device(device_name), state_path, **options)
+        # The case's device is the current one: CUDA events, synchronize and Triton launch on the current device.
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            metrics = kind.run_case(case, device, state_path, **options)
         return {**row, "status": "ok", "error": None, **metrics}
     except DiskFull:  # every later case would fail alike: the sweep stops, with one line
         raise

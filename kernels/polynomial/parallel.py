@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import triton
 
-from ..launch import empty, interpreted
+from ..launch import empty, interpreted, on_input_device
 from .naive import BASED_COEFFS, REBASED_COEFFS
 from .parallel_kernels import (
     gram_tile_kernel,
@@ -82,6 +82,9 @@ def _prepare(q, k, v, coeffs, scale):
     return square, a0, a1, a2, BK, BV
 
 
+@on_input_device
+
+
 def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     """Returns o (B, T, H, dv) in v's dtype and z (B, H, T) fp32: the denominators sum_s p_ts + eps (in the
     kernel's units: divided by c2 scale^2 for the pure-square score)."""
@@ -111,6 +114,9 @@ def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
         INTERPRET=INTERPRET, Z_PREFIX=g is not None, g=g, **t.launch(),
     )
     return o, z
+
+
+@on_input_device
 
 
 def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):

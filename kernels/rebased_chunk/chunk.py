@@ -11,7 +11,7 @@ import functools
 import torch
 import triton
 
-from ..launch import empty
+from ..launch import empty, on_input_device
 from .tuned import CONFIG as TUNED_CONFIG
 from .chunk_kernels import (
     chunk_rebased_bwd_dkdv_kernel,
@@ -107,6 +107,7 @@ def _unpad_state(S, z, b, nh, df):
 
 class ChunkRebasedFunction(torch.autograd.Function):
     @staticmethod
+    @on_input_device
     def forward(ctx, q, k, v, S0, z0, scale, eps, cfg):
         b, t, nh, d = q.shape
         dv = v.shape[-1]
@@ -131,6 +132,7 @@ class ChunkRebasedFunction(torch.autograd.Function):
         return (o, *_unpad_state(St, zt, b, nh, df))
 
     @staticmethod
+    @on_input_device
     def backward(ctx, do, dSt, dzt):
         q, k, v, o, den, S0, z0 = ctx.saved_tensors
         b, t, nh, d = q.shape

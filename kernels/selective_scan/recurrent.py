@@ -7,7 +7,7 @@ kernels run on CPU tensors through Triton's interpreter with small tiles; the te
 import torch
 import triton
 
-from ..launch import empty, interpreted
+from ..launch import empty, interpreted, on_input_device
 from .recurrent_kernels import selective_scan_bwd_kernel, selective_scan_fwd_kernel
 
 INTERPRET = interpreted(selective_scan_fwd_kernel)
@@ -44,6 +44,9 @@ def _flags(D, z, bias, softplus, N, cfg):
                 SOFTPLUS=softplus, HAS_D=D is not None, HAS_Z=z is not None, **_launch(cfg))
 
 
+@on_input_device
+
+
 def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
     """y (batch, T, DI) and the chunk entry states hc (batch, NC, DI, N), both fp32. D, z, bias may be None."""
     batch, T, DI = u.shape
@@ -56,6 +59,9 @@ def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
         **_flags(D, z, bias, softplus, N, cfg),
     )
     return y, hc
+
+
+@on_input_device
 
 
 def selective_scan_bwd(u, dt, A, B, C, D, z, bias, softplus, hc, dy, cfg):

@@ -7,7 +7,7 @@ kernels run on CPU tensors through Triton's interpreter with small tiles; the te
 import torch
 import triton
 
-from ..launch import empty, interpreted
+from ..launch import empty, interpreted, on_input_device
 from .recurrent_kernels import wkv_bwd_kernel, wkv_fwd_kernel
 
 INTERPRET = interpreted(wkv_fwd_kernel)
@@ -31,6 +31,9 @@ def _launch(cfg):
     return {} if INTERPRET else {"num_warps": cfg["num_warps"]}
 
 
+@on_input_device
+
+
 def wkv_fwd(w, u, k, v, cfg):
     """y (batch, T, C) fp32."""
     batch, T, C = k.shape
@@ -39,6 +42,9 @@ def wkv_fwd(w, u, k, v, cfg):
         w, u, k, v, y, *k.stride()[:2], *v.stride()[:2], T, C, BC=cfg["BC"], STAGES=cfg["STAGES"], **_launch(cfg),
     )
     return y
+
+
+@on_input_device
 
 
 def wkv_bwd(w, u, k, v, y, dy, cfg):
