@@ -21,7 +21,9 @@ class MixerCheckError(Exception):
 
 @torch.no_grad()
 def check_mixers(model: nn.Module, device: torch.device):
-    """Check every mixer of a LanguageModel (its `blocks`, `config.seq_len`, `config.vocab_size`) on `device`."""
+    """Check every mixer of a LanguageModel (its `blocks`, `config.seq_len`, `config.vocab_size`) on `device`,
+    where it moves the model (the check is of the kernels the case will train with)."""
+    model.to(device)
     seq_len, vocab_size = model.config.seq_len, model.config.vocab_size
     generator = torch.Generator().manual_seed(SEED)
     tokens = torch.randint(vocab_size, (BATCH, seq_len), generator=generator)
