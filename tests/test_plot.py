@@ -89,6 +89,17 @@ def test_kernels_time_keeps_ok_rows_only():
     assert len(kernels_memory_data(kernels_rows())) == len(time)
 
 
+def test_a_sweep_at_a_fixed_batch_draws_one_line_across_its_seq_lens(tmp_path):
+    """kernels-mqar keeps the batch (512) while tokens grow with seq_len: one line per provider, not one per length."""
+    rows = kernels_rows()
+    rows = rows.assign(suite="fixed-batch", batch=512)
+    time = kernels_time_data(rows)
+    assert set(time["per_call"]) == {"batch 512"} and set(time["tokens"]) == {512 * 1024, 512 * 2048}
+    assert time.groupby(["provider", "d"]).size().eq(2).all()  # both seq_lens on each line
+    names = {path.name for path in plot_results(rows, tmp_path)}
+    assert "kernels_fixed-batch_512batch_bf16_time.png" in names and not any("tok_" in name for name in names)
+
+
 def test_kernels_speedup_over_a_baseline_matches_shapes_where_it_can():
     speed = kernels_speedup_data(kernels_rows(), "parallel").set_index(["provider", "d", "seq_len"])["speedup"]
     assert speed[("chunk", 16, 1024)] == pytest.approx(2.0)  # 1.0 / 0.5: same shape

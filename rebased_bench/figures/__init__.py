@@ -2,7 +2,7 @@
 
 File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run), ablate_<suite>, iou_<suite> (each with _<field><value> for a
 setting that differs inside the suite: one figure per protocol, never two protocols pooled), the IoU heatmaps
-iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>, kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory}.
+iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>, kernels_<suite>_<tokens>tok|<batch>batch_<dtype>_{time,speedup,memory}.
 Built on matplotlib's object API (no pyplot, no global backend): headless, safe to import from any command.
 """
 
@@ -80,7 +80,7 @@ def _runs(frame: pd.DataFrame) -> str:
 
 
 def plan_kernels(rows, baseline: str | None = None) -> list[Planned]:
-    """Time, speed-up over the baseline and peak memory vs seq_len, one set per sweep (suite, dtype, tokens/call)."""
+    """Time, speed-up over the baseline and peak memory vs seq_len, one set per sweep (suite, dtype, size per call)."""
     time = kernels_time_data(rows)
     providers = set(time["provider"])
     if baseline and baseline not in providers:
@@ -91,12 +91,13 @@ def plan_kernels(rows, baseline: str | None = None) -> list[Planned]:
         _note(f"no speed-up figure: no {DEFAULT_BASELINE!r} rows; pick a provider with --baseline")
     speedup = kernels_speedup_data(rows, baseline) if baseline else None
     memory = kernels_memory_data(rows)
-    family = ["suite", "dtype", "tokens"]
+    family = ["suite", "dtype", "per_call"]
     planned = []
     for key, sweep in time.groupby(family, dropna=False) if not time.empty else ():
-        suite, dtype, tokens = key
-        stem = f"kernels_{safe_name(suite)}_{int(tokens)}tok_{safe_name(dtype)}"
-        where = f"{suite}, {dtype}, {int(tokens)} tokens per call; {_runs(sweep)}"
+        suite, dtype, size = key
+        count, unit = "".join(filter(str.isdigit, size)), "tok" if size.endswith("tokens") else "batch"
+        stem = f"kernels_{safe_name(suite)}_{count}{unit}_{safe_name(dtype)}"
+        where = f"{suite}, {dtype}, {size} per call; {_runs(sweep)}"
         planned.append(Planned(f"{stem}_time", sweep, partial(
             draw_kernels, sweep, "median_ms", "time (ms, median)", f"Kernel time (bars: p20-p80)\n{where}",
             band=("p20_ms", "p80_ms"))))

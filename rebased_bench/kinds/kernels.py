@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
 import pyarrow as pa
 import torch
 from rich.table import Table
@@ -183,6 +184,15 @@ def profile(step, case: KernelCase, device, steps=3, top=8) -> str:
     return str(path)
 
 
+def per_call(rows: pd.DataFrame) -> pd.Series:
+    """Per row, what its sweep holds fixed per call: "<n> tokens", or "batch <n>" in a suite whose batch stays fixed
+    while seq_len (and so tokens = batch x seq_len) varies; a line across seq_len then compares like with like."""
+    tokens = rows["batch"] * rows["seq_len"]
+    suites = rows.assign(tokens=tokens).groupby("suite", dropna=False)
+    fixed_batch = suites["batch"].transform("nunique") < suites["tokens"].transform("nunique")
+    return ("batch " + rows["batch"].astype(str)).where(fixed_batch, tokens.astype(str) + " tokens")
+
+
 def summary(rows):
     """Median ms per (mode, provider, shape, dtype) x seq_len over the ok rows, each case once; skipped rows apart."""
     rows = kind_rows(rows, KIND)
@@ -192,7 +202,8 @@ def summary(rows):
         table = Table(title="Kernel time: no ok rows", caption="\n".join(skipped) or None)
         table.add_column("skipped")
         return table
-    lines = ["mode", "provider", "tokens", "heads", "d", "dv", "dtype"]
+    ok = ok.assign(per_call=per_call(ok))
+    lines = ["mode", "provider", "per_call", "heads", "d", "dv", "dtype"]
     cells = ok.groupby([*lines, "seq_len"], dropna=False)["median_ms"].agg(median="median", runs="count")
     cells = cells.reset_index()
     flagged = ok.assign(flagged=ok["timing_flag"].notna() if "timing_flag" in ok else False)
@@ -203,7 +214,7 @@ def summary(rows):
     caption = ("one timed run per cell (n=1); n=k: the median of k runs of one shape (seeds, timing settings); "
                f"!: unsteady timing (p80/p20 > {SPREAD_MARGIN}x or a repeat off by > {REPEAT_MARGIN}x: a busy "
                "machine), rerun it on an idle one")
-    return pivot_table(cells, lines, "seq_len", "text", title="Kernel time, median ms (tokens = batch x seq_len per call)",
+    return pivot_table(cells, lines, "seq_len", "text", title="Kernel time, median ms (per call: tokens = batch x seq_len)",
                        caption="\n".join([caption, *skipped]))
 
 
