@@ -31,19 +31,19 @@ def pivot_table(cells: pd.DataFrame, lines: list[str], column: str, text: str, t
     table = Table(title=title, caption="\n".join(notes + ([caption] if caption else [])) or None)
     columns = sorted(cells[column].unique())
     for name in lines:
-        table.add_column(name)
+        table.add_column(name, no_wrap=True)  # labels stay whole; the value columns wrap instead
     for col in columns:
-        table.add_column(f"{column}={value_text(col)}", justify="right")
+        table.add_column(f"{column} {value_text(col)}", justify="right")  # a space: a narrow terminal wraps it
     for key, group in cells.groupby(lines, sort=True, dropna=False):
         by_column = dict(zip(group[column], group[text]))
         table.add_row(*(value_text(k) for k in key), *(by_column.get(col, "-") for col in columns))
     return table
 
 
-def interval_text(cell) -> str:
-    """"mean [low, high] n=seeds" of one seed_stats row (no interval for one seed)."""
+def interval_text(cell, with_n: bool = True) -> str:
+    """"mean [low, high] n=seeds" of one seed_stats row (no interval for one seed; n left to the caption)."""
     interval = f" [{cell['low']:.2f}, {cell['high']:.2f}]" if cell["seeds"] > 1 else ""
-    return f"{cell['mean']:.3f}{interval} n={cell['seeds']}"
+    return f"{cell['mean']:.3f}{interval}" + (f" n={cell['seeds']}" if with_n else "")
 
 
 def seed_tables(stats: pd.DataFrame, rows: pd.DataFrame, lines: list[str], column: str, settings, title: str):
@@ -56,10 +56,15 @@ def seed_tables(stats: pd.DataFrame, rows: pd.DataFrame, lines: list[str], colum
     for suite, cells in stats.groupby("suite", sort=True):
         differ = mixed_settings(cells, [*lines, column], settings)
         marks = unresolved(cells, among, [*lines[1:], column, *differ])
-        cells = cells.assign(text=[f"{interval_text(cell)} {mark}".rstrip()
+        one_n = cells["seeds"].nunique() == 1  # then n is said once, in the caption
+        cells = cells.assign(text=[f"{interval_text(cell, with_n=not one_n)} {mark}".rstrip()
                                    for (_, cell), mark in zip(cells.iterrows(), marks)])
         made_at = commits(rows[rows["suite"] == suite])
-        caption = [f"mean [{INTERVAL}, clipped to 0..1] n=seeds; no interval for n=1"]
+        n = int(cells["seeds"].iloc[0])
+        caption = [f"mean [{INTERVAL}, clipped to 0..1], n={n} seed{'s' if n > 1 else ''} in every cell" if one_n else
+                   f"mean [{INTERVAL}, clipped to 0..1] n=seeds"]
+        if (cells["seeds"] == 1).any():
+            caption[0] += "; no interval for n=1"
         if any(marks):
             caption.append(f"*: best {among} of its {', '.join([*lines[1:], column, *differ])}; "
                            "~: not resolved from it (95% intervals overlap, or n=1)")

@@ -37,14 +37,16 @@ def test_a_case_counts_once_its_newest_row_and_the_caption_names_the_commits():
     point = mqar_figure_data(rows).iloc[0]
     assert (point["seeds"], point["runs"], point["mean"]) == (2, 2, pytest.approx(0.6))
     shown = text(mqar.summary(rows))
-    assert "0.600 [0.00, 1.00] n=2" in shown and "rows of 2 commits: aaaaaaa, bbbbbbb" in shown
+    assert "0.600 [0.00, 1.00]" in shown and "n=2 seeds in every cell" in " ".join(shown.split())  # one n: said once, in the caption
+    assert "rows of 2 commits: aaaaaaa, bbbbbbb" in " ".join(shown.split())  # the caption wraps to the table
 
 
 def test_rows_of_one_seed_are_one_run_never_two_seeds():
     rows = pd.DataFrame([mqar_row("x", seed=0, accuracy=0.9), mqar_row("y", seed=0, accuracy=0.5, minutes=5)])
     point = mqar_figure_data(rows).iloc[0]
     assert (point["seeds"], point["mean"]) == (1, 0.5) and math.isnan(point["low"])
-    assert "0.500 n=1" in text(mqar.summary(rows))
+    shown = text(mqar.summary(rows))
+    assert "0.500" in shown and "n=1 seed in every cell" in " ".join(shown.split()) and "n=2" not in shown
 
 
 def write(folder, name, row: dict, without=()):
@@ -79,7 +81,7 @@ def test_integer_columns_stay_integers_beside_other_kinds(tmp_path):
     rows = read_rows(tmp_path, SCHEMAS)
     assert rows["d_model"].isna().any()  # read together, the mqar columns are floats with NaN for the kernel row
     shown = text(mqar.summary(rows))
-    assert "seq_len=64" in shown and "64.0" not in shown
+    assert "seq_len 64" in shown and "64.0" not in shown
     assert mqar_figure_data(rows)["d_model"].dtype == "int64"
 
 
@@ -106,10 +108,11 @@ def test_tables_show_n_the_interval_and_the_marks_with_a_caption_that_says_what_
     rows = pd.DataFrame([mqar_row(f"{m}{s}", seed=s, accuracy=a, mixer=m)
                          for m, values in accuracies.items() for s, a in enumerate(values)])
     shown = text(mqar.summary(rows))
-    assert "0.920 [0.87, 0.97] n=3 *" in shown and "0.520 [0.47, 0.57] n=3 │" in shown
-    assert "0.817 [0.35, 1.00] n=3 ~" in shown
+    assert "0.920 [0.87, 0.97] *" in shown and "0.520 [0.47, 0.57] │" in shown
+    assert "0.817 [0.35, 1.00] ~" in shown
     caption = " ".join(shown.split())  # the caption wraps at the table's width
     assert "95% t-interval of the mean over seeds" in caption and "~: not resolved from it" in caption
+    assert "n=3 seeds in every cell" in caption  # every cell has the same n: said once
     assert "d_model=64" in caption  # a label with one value moves into the caption
 
 
