@@ -3,10 +3,11 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
+
+from sweep_helpers import sweep_command
 
 SUITE = """
 kind = "mqar"
@@ -27,17 +28,13 @@ batch_size = 16
 """
 
 
-def _command(suite, out):
-    return [sys.executable, "-m", "rebased_bench", "mqar", "--suite", str(suite), "--device", "cpu", "--out", str(out)]
-
-
 def test_sigkill_after_an_epoch_then_rerun_gives_the_uninterrupted_history(tmp_path):
     suite = tmp_path / "tiny.toml"
     suite.write_text(SUITE)
-    whole = subprocess.run(_command(suite, tmp_path / "whole"), capture_output=True, text=True, timeout=600)
+    whole = subprocess.run(sweep_command(suite, tmp_path / "whole"), capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr
 
-    killed = subprocess.Popen(_command(suite, tmp_path / "killed"), stdout=subprocess.DEVNULL,
+    killed = subprocess.Popen(sweep_command(suite, tmp_path / "killed"), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     states = tmp_path / "killed" / "state" / "mqar"
     deadline = time.monotonic() + 300
@@ -48,7 +45,7 @@ def test_sigkill_after_an_epoch_then_rerun_gives_the_uninterrupted_history(tmp_p
     assert killed.returncode == -signal.SIGKILL and any(states.glob("*.pt"))
     assert not any((tmp_path / "killed" / "mqar").glob("*.parquet"))
 
-    rerun = subprocess.run(_command(suite, tmp_path / "killed"), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(sweep_command(suite, tmp_path / "killed"), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     expected = pd.read_parquet(tmp_path / "whole" / "mqar").iloc[0]
     resumed = pd.read_parquet(tmp_path / "killed" / "mqar").iloc[0]
