@@ -83,8 +83,6 @@ def _prepare(q, k, v, coeffs, scale):
 
 
 @on_input_device
-
-
 def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     """Returns o (B, T, H, dv) in v's dtype and z (B, H, T) fp32: the denominators sum_s p_ts + eps (in the
     kernel's units: divided by c2 scale^2 for the pure-square score)."""
@@ -117,8 +115,6 @@ def parallel_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
 
 
 @on_input_device
-
-
 def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     """Gradients (dq, dk, dv) in the dtypes of q, k, v, from the forward's o and z and the output gradient do."""
     q, k, v, do = _strided(q), _strided(k), _strided(v), _strided(do)

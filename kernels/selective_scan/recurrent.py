@@ -45,8 +45,6 @@ def _flags(D, z, bias, softplus, N, cfg):
 
 
 @on_input_device
-
-
 def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
     """y (batch, T, DI) and the chunk entry states hc (batch, NC, DI, N), both fp32. D, z, bias may be None."""
     batch, T, DI = u.shape
@@ -62,8 +60,6 @@ def selective_scan_fwd(u, dt, A, B, C, D, z, bias, softplus, cfg):
 
 
 @on_input_device
-
-
 def selective_scan_bwd(u, dt, A, B, C, D, z, bias, softplus, hc, dy, cfg):
     """fp32 gradients (du, ddt, dA, dB, dC, dD, dz, dbias) from the forward's chunk states hc; None where the
     input was None."""

@@ -32,8 +32,6 @@ def _launch(cfg):
 
 
 @on_input_device
-
-
 def wkv_fwd(w, u, k, v, cfg):
     """y (batch, T, C) fp32."""
     batch, T, C = k.shape
@@ -45,8 +43,6 @@ def wkv_fwd(w, u, k, v, cfg):
 
 
 @on_input_device
-
-
 def wkv_bwd(w, u, k, v, y, dy, cfg):
     """fp32 gradients (dw, du, dk, dv) from the forward's output y."""
     batch, T, C = k.shape
