@@ -80,8 +80,8 @@ def run_one(kind: SuiteKind, suite: str, case: Config, device_name: str, state_p
         display.case_started(case)
         if kind.reports_epochs:
             options["on_epoch"] = functools.partial(display.epoch, case)
-    device = torch.device(device_name)
     try:
+        device = torch.device(device_name)
         # The case's device is the current one: CUDA events, synchronize and Triton launch on the current device.
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             metrics = kind.run_case(case, device, state_path, **options)

@@ -10,7 +10,8 @@ from rebased_bench.cli import app
 TINY = ["--d-models", "16", "--seq-lens", "32", "--epochs", "1", "--train-examples", "64", "--test-examples", "16",
         "--batch-size", "16", "--num-kv-pairs", "4", "--seeds", "0"]
 # "cuda" as a user types it (the current GPU), then the first two by index.
-GPUS = ["cuda"] + [f"cuda:{index}" for index in range(min(torch.cuda.device_count(), 2))] if torch.cuda.is_available() else []
+GPUS = ["cuda", *(f"cuda:{index}" for index in range(min(torch.cuda.device_count(), 2)))] \
+    if torch.cuda.is_available() else []
 
 
 @pytest.mark.skipif(not GPUS, reason="needs a GPU")

@@ -37,7 +37,8 @@ def test_a_case_counts_once_its_newest_row_and_the_caption_names_the_commits():
     point = mqar_figure_data(rows).iloc[0]
     assert (point["seeds"], point["runs"], point["mean"]) == (2, 2, pytest.approx(0.6))
     shown = text(mqar.summary(rows))
-    assert "0.600 [0.00, 1.00]" in shown and "n=2 seeds in every cell" in " ".join(shown.split())  # one n: said once, in the caption
+    # one n in every cell: said once, in the caption
+    assert "0.600 [0.00, 1.00]" in shown and "n=2 seeds in every cell" in " ".join(shown.split())
     assert "rows of 2 commits: aaaaaaa, bbbbbbb" in " ".join(shown.split())  # the caption wraps to the table
 
 

@@ -1,8 +1,9 @@
 """Figures from result rows: `plot_results(rows, out)` draws every figure the rows support, PNG and PDF.
 
-File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run), ablate_<suite>, iou_<suite> (each with _<field><value> for a
-setting that differs inside the suite: one figure per protocol, never two protocols pooled), the IoU heatmaps
-iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>, kernels_<suite>_<tokens>tok|<batch>batch_<dtype>_{time,speedup,memory}.
+File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run),
+ablate_<suite>, iou_<suite> (each with _<field><value> for a setting that differs inside the suite: one figure
+per protocol, never two protocols pooled), the IoU heatmaps iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>,
+kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory} (<batch>batch for a suite at a fixed batch).
 Built on matplotlib's object API (no pyplot, no global backend): headless, safe to import from any command.
 """
 

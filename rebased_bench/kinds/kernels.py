@@ -214,8 +214,8 @@ def summary(rows):
     caption = ("one timed run per cell (n=1); n=k: the median of k runs of one shape (seeds, timing settings); "
                f"!: unsteady timing (p80/p20 > {SPREAD_MARGIN}x or a repeat off by > {REPEAT_MARGIN}x: a busy "
                "machine), rerun it on an idle one")
-    return pivot_table(cells, lines, "seq_len", "text", title="Kernel time, median ms (per call: tokens = batch x seq_len)",
-                       caption="\n".join([caption, *skipped]))
+    title = "Kernel time, median ms (per call: tokens = batch x seq_len)"
+    return pivot_table(cells, lines, "seq_len", "text", title=title, caption="\n".join([caption, *skipped]))
 
 
 KIND = SuiteKind("kernels", KernelCase, METRICS, run_case, summary, progress_metric="median_ms", preflight=preflight)
