@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import time
-
 from unittest import mock
 
 import torch
