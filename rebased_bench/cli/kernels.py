@@ -11,14 +11,14 @@ from .shared import (DEFAULT_OUT, MAX_CASES, DeviceOpt, DryRunOpt, Executor, Exe
                      GpusPerCaseOpt, MaxCasesOpt, OutOpt, RayAddressOpt, RetryErrorsOpt, SeqLensOpt, run_suite)
 
 EXAMPLES = """[b]Examples[/b]\n
-  rebased-bench kernels                                [dim]# kernels-h100 on a GPU, kernels-quick (CPU) otherwise[/dim]\n
+  rebased-bench kernels                                [dim]# kernels-seq on a GPU, kernels-quick (CPU) otherwise[/dim]\n
   rebased-bench kernels --seq-lens 1024..16384 --providers chunk,parallel,dispatch --modes fwd_bwd\n
   rebased-bench kernels --suite kernels-batch --batch 1..64\n
   rebased-bench kernels --providers chunk --seq-lens 16384 --profile --force  [dim]# traces in OUT/traces/kernels[/dim]\n
-  rebased-bench kernels --suite kernels-h100 --dry-run"""
+  rebased-bench kernels --suite kernels-seq --dry-run"""
 
 KernelSuiteOpt = Annotated[Optional[str], typer.Option(
-    "--suite", help="Built-in suite or .toml path; default kernels-h100 on CUDA, kernels-quick on CPU.")]
+    "--suite", help="Built-in suite or .toml path; default kernels-seq on CUDA, kernels-quick on CPU.")]
 BatchesOpt = Annotated[Optional[str], typer.Option(
     "--batch", help="Batch sizes, e.g. 1..64; default: tokens per call / seq_len.")]
 ProvidersOpt = Annotated[Optional[str], typer.Option("--providers", help=f"Comma list: {', '.join(PROVIDERS)}.")]
@@ -36,5 +36,5 @@ def kernels(ctx: typer.Context, suite: KernelSuiteOpt = None, seq_lens: SeqLensO
             max_cases: MaxCasesOpt = MAX_CASES):
     """Attention kernel speed: provider x shape x mode; median/p20/p80 ms, TFLOP/s, peak memory, rel_err."""
     if suite is None:
-        suite = "kernels-h100" if named_device(device).type == "cuda" else "kernels-quick"
+        suite = "kernels-seq" if named_device(device).type == "cuda" else "kernels-quick"
     run_suite(ctx, kernels_kind.KIND, suite, profile_dir=str(out / "traces" / "kernels") if profile else None)
