@@ -15,10 +15,10 @@ EXAMPLES = """[b]Examples[/b]\n
   rebased-bench mqar                                   [dim]# mqar-gpu on a GPU, mqar-quick on a CPU[/dim]\n
   rebased-bench mqar --seq-lens 128..2048 --device cuda --dry-run  [dim]# plan a GPU sweep anywhere[/dim]\n
   rebased-bench mqar --mixers attention,rebased --seq-lens 64..256 --d-models 64 --epochs 2\n
-  rebased-bench mqar --suite mqar-fig1-lite --device cuda\n
+  rebased-bench mqar --suite mqar-paper --mixers rebased,based --seq-lens 1024 --d-models 64 --device cuda\n
   rebased-bench mqar --mixers my_pkg.my_module:MyMixer --seq-lens 64\n
   rebased-bench mqar --suite mqar-paper --dry-run\n
-  rebased-bench mqar --suite mqar-fig1-lite --executor ray --gpus-per-case 0.25  [dim]# 4 cases per GPU[/dim]"""
+  rebased-bench mqar --suite mqar-gpu --executor ray --gpus-per-case 0.25  [dim]# 4 cases per GPU[/dim]"""
 
 SUITES = {"cpu": "mqar-quick", "cuda": "mqar-gpu"}  # the default suite on each kind of device
 MqarSuiteOpt = Annotated[Optional[str], typer.Option("--suite", help=(

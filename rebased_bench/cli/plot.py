@@ -15,7 +15,7 @@ from .show import read_results
 
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench plot                                   [dim]# every figure runs/ supports -> runs/figures/[/dim]\n
-  rebased-bench plot results/mqar-fig1-lite --suite mqar --out runs/figures\n
+  rebased-bench plot results/mqar-gpu --suite mqar --out runs/figures\n
   rebased-bench plot results --suite kernels --baseline fla_parallel_rebased"""
 
 KindName = Enum("KindName", {name: name for name in KINDS}, type=str)
