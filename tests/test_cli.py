@@ -64,7 +64,7 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
 
 def test_schedule_epochs_is_named_only_when_given(tmp_path):
     """Rows from before --schedule-epochs existed keep their case ids: an unset period is not in the config."""
-    suite = ["--suite", "mqar-fig1-lite", "--mixers", "rebased"]  # a suite that leaves the period unset
+    suite = ["--suite", "mqar-paper", "--mixers", "rebased"]  # a suite that leaves the period unset
     plain = invoke("mqar", *suite, *TINY, "--dry-run", "--format", "json", "--out", tmp_path)
     paper = invoke("mqar", *suite, *TINY, "--schedule-epochs", "64", "--dry-run", "--format", "json", "--out", tmp_path)
     assert "schedule_epochs" not in plain.stdout and '"schedule_epochs": 64' in paper.stdout
@@ -103,7 +103,7 @@ def test_unwritable_out_is_exit_code_2(tmp_path):
 def test_ls_show_and_version(tmp_path):
     listing = invoke("ls")
     assert listing.exit_code == 0
-    for name in ("mqar-quick", "mqar-paper", "mqar-fig1-lite"):
+    for name in ("mqar-quick", "mqar-gpu", "mqar-paper"):
         assert name in listing.stdout
     assert invoke("mqar", "--mixers", "attention", *TINY, "--out", tmp_path).exit_code == 0
     shown = invoke("show", tmp_path / "mqar")

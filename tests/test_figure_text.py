@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from matplotlib.text import Text
 
@@ -15,7 +16,7 @@ from rebased_bench.figures import ablate_figure_data, iou_figure_data, mqar_figu
 from rebased_bench.figures.draw import draw_ablate, draw_iou, draw_mqar
 from rebased_bench.kinds import KINDS
 from rebased_bench.models.registry import VARIANTS
-from rebased_bench.store import read_rows
+from rebased_bench.store import read_rows, to_table
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -134,8 +135,29 @@ def test_plot_draws_every_published_row():
         else:
             assert sum(p.data["runs"].sum() for p in mine) == len(ok)
         assert len(ok) and all(p.data["runs"].sum() for p in mine)
-    fig1 = [p for p in planned if p.stem.startswith("mqar_mqar-fig1-lite")]
-    assert len(fig1) == 2 and sum(p.data["runs"].sum() for p in fig1) == 88  # two protocols, none dropped
+    mqar = kind_rows(rows, KINDS["mqar"]).query("status == 'ok'")
+    gpu = {p.stem: p.data["runs"].sum() for p in planned if p.stem.startswith(("mqar_mqar-gpu", "mqar_mqar-paper"))}
+    assert gpu == {f"mqar_{suite}": (mqar["suite"] == suite).sum() for suite in ("mqar-gpu", "mqar-paper")}
+
+
+def test_plot_draws_one_suite_in_two_protocols_as_two_figures_dropping_no_row(tmp_path):
+    """Rows of one suite with and without schedule_epochs (the older file lacks the column) are two protocols."""
+    schema = KINDS["mqar"].schema
+    row = {"kind": "mqar", "suite": "s", "status": "ok", "git_commit": "a" * 40, "d_model": 64, "lr": 1e-3,
+           "epochs": 2, "train_examples": 100, "test_examples": 10, "batch_size": 8}
+    folder = tmp_path / "mqar"
+    folder.mkdir()
+    cells = [(m, L, seed) for m in ("rebased", "based") for L in (256, 512) for seed in (0, 1)]
+    for i, (mixer, seq_len, seed) in enumerate(cells):
+        cell = {**row, "mixer": mixer, "seq_len": seq_len, "seed": seed, "accuracy": 0.1 * (i % 5)}
+        old = to_table({**cell, "case_id": f"old{i}"}, schema).drop_columns(["schedule_epochs"])
+        pq.write_table(old, folder / f"old{i}.parquet")
+        if seed == 0:
+            pq.write_table(to_table({**cell, "case_id": f"new{i}", "schedule_epochs": 64}, schema),
+                           folder / f"new{i}.parquet")
+    runs = {p.stem: p.data["runs"].sum() for p in plan_figures(read_rows(tmp_path))
+            if p.stem.startswith("mqar_")}
+    assert runs == {"mqar_s_schedule_epochsunset": 8, "mqar_s_schedule_epochs64": 4}
 
 
 def test_the_published_ablation_figure_keeps_its_title_inside():

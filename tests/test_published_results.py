@@ -44,10 +44,16 @@ def test_every_published_row_is_a_valid_case_with_its_own_id(folder):
             assert case.case_id == row["case_id"], file
 
 
-def test_the_published_figure1_sweep_would_resume_not_rerun(tmp_path):
-    """Every case of mqar-fig1-lite has its row in results/: new settings must not change old case ids."""
-    planned = planned_ids(tmp_path, "mqar", "--suite", "mqar-fig1-lite", "--precision", "bf16")
-    assert len(planned) == 80 and planned <= set(pd.read_parquet(RESULTS / "mqar-fig1-lite" / "mqar")["case_id"])
+def test_the_published_gpu_sweep_would_resume_not_rerun(tmp_path):
+    """Every case of mqar-gpu has its row in results/: new settings must not change old case ids."""
+    planned = planned_ids(tmp_path, "mqar", "--suite", "mqar-gpu", "--precision", "bf16")
+    assert len(planned) == 15 and planned == set(pd.read_parquet(RESULTS / "mqar-gpu" / "mqar")["case_id"])
+
+
+def test_published_paper_rows_are_cases_of_the_paper_suite(tmp_path):
+    """results/mqar-paper ran a subset of mqar-paper in bf16 (its _README.md): each row is one of its cases."""
+    planned = planned_ids(tmp_path, "mqar", "--suite", "mqar-paper", "--precision", "bf16")
+    assert set(pd.read_parquet(RESULTS / "mqar-paper" / "mqar")["case_id"]) <= planned
 
 
 @pytest.mark.parametrize("command, suite, folder", [("mqar", "mqar-quick", "mqar-quick/mqar"),
