@@ -47,6 +47,7 @@ class SweepProgress:
         self.done, self.expected_done = 0, 0.0
         self.left = set(self.labels)
         self.sweep_start, self.case_start = time.perf_counter(), {}
+        self.share_run = {}  # case id -> the share of its epochs run here (a resumed case runs only the rest)
         self.live = console.stderr.is_terminal and bool(cases)
         self.rich = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
                              TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console.stderr,
@@ -74,6 +75,7 @@ class SweepProgress:
         state = (f"epoch {progress.epoch}/{progress.epochs} loss {progress.loss:.4f} acc {progress.accuracy:.3f} "
                  f"best {progress.best_accuracy:.3f}")
         eta = progress.seconds / progress.epoch * (progress.epochs - progress.epoch)
+        self.share_run.setdefault(case.case_id, 1 - (progress.epoch - 1) / progress.epochs)
         if self.live and self.case_task is not None:
             self.rich.update(self.case_task, total=progress.epochs, completed=progress.epoch, state=state,
                              eta=f"ETA {duration(eta)}", refresh=True)
@@ -86,8 +88,10 @@ class SweepProgress:
         has it."""
         self.done += 1
         self.left.discard(case_id)
-        self.expected_done += self.expected.get(case_id, 0.0)
         started = self.case_start.pop(case_id, None)
+        # the pace counts the work done here: a resumed case ran only its remaining epochs, another process's none
+        share = self.share_run.pop(case_id, 1.0) if started is not None else 0.0
+        self.expected_done += self.expected.get(case_id, 0.0) * share
         took = "" if started is None else f" in {duration(time.perf_counter() - started)}"
         eta = self._eta()
         if self.live:
