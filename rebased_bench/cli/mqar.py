@@ -18,7 +18,7 @@ EXAMPLES = """[b]Examples[/b]\n
   rebased-bench mqar --suite mqar-paper --mixers rebased,based --seq-lens 1024 --d-models 64 --device cuda\n
   rebased-bench mqar --mixers my_pkg.my_module:MyMixer --seq-lens 64\n
   rebased-bench mqar --suite mqar-paper --dry-run\n
-  rebased-bench mqar --suite mqar-gpu --executor ray --gpus-per-case 0.25  [dim]# 4 cases per GPU[/dim]"""
+  rebased-bench mqar --suite mqar-quick --device cuda --executor ray --gpus-per-case 0.25  [dim]# 4 small cases per GPU[/dim]"""
 
 SUITES = {"cpu": "mqar-quick", "cuda": "mqar-gpu"}  # the default suite on each kind of device
 MqarSuiteOpt = Annotated[Optional[str], typer.Option("--suite", help=(
