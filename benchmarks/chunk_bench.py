@@ -142,7 +142,7 @@ def profile(B, T, H, d, dv, out_dir):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="results/kernels/chunk_bench.parquet")
+    ap.add_argument("--out", default="runs/chunk_bench/chunk_bench.parquet")
     ap.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384,32768")
     ap.add_argument("--tokens", type=int, default=32768)
     ap.add_argument("--heads", type=int, default=16)

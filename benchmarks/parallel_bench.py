@@ -5,7 +5,7 @@ fp32 reference (one head) before timing; do_bench medians with p20/p80; FLOPs co
 rebased_bench.timing (causal, MAC = 2): parallel forward T^2 (d + dv), backward T^2 (4d + 3dv) per head;
 SDPA forward 2 T^2 D, backward 2.5x forward. Writes a Parquet (one row per op, mode, shape) and prints a table.
 
-    python benchmarks/parallel_bench.py --out results/kernels/_parallel_bench/h100.parquet [--explore]
+    python benchmarks/parallel_bench.py --out runs/parallel_bench/parallel_bench.parquet [--explore]
 
 The measuring functions (time_op, parallel_flops, run_case) are meant to be reused by the `kernels` suite.
 """
@@ -174,7 +174,7 @@ EXPLORE = {
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="results/kernels/_parallel_bench/parallel_bench.parquet")
+    ap.add_argument("--out", default="runs/parallel_bench/parallel_bench.parquet")
     ap.add_argument("--seq-lens", default="1024,2048,4096,8192,16384")
     ap.add_argument("--tokens", type=int, default=32768, help="batch * seq_len")
     ap.add_argument("--heads", type=int, default=16)

@@ -63,9 +63,9 @@ def test_quick_suites_plan_exactly_their_published_rows(tmp_path, command, suite
     assert planned_ids(tmp_path, command, "--suite", suite) == set(pd.read_parquet(RESULTS / folder)["case_id"])
 
 
-def test_published_kernel_rows_are_cases_of_the_kernel_suites(tmp_path):
-    """results/kernels ran subsets of the four GPU suites (its _README.md; kernels-seq was kernels-h100 then): each
-    row is one of their cases."""
+def test_published_kernel_rows_are_the_cases_of_the_kernel_suites(tmp_path):
+    """results/kernels-h200 ran the four GPU suites in full (its _README.md): one row per case of their union (the
+    kernels-dims and kernels-batch cases that are kernels-seq cases share its rows), and no other row."""
     planned = set().union(*(planned_ids(tmp_path, "kernels", "--suite", suite)
                             for suite in ("kernels-seq", "kernels-model", "kernels-batch", "kernels-dims")))
-    assert set(pd.read_parquet(RESULTS / "kernels")["case_id"]) <= planned
+    assert set(pd.read_parquet(RESULTS / "kernels-h200" / "kernels")["case_id"]) == planned

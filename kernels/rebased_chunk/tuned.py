@@ -24,7 +24,7 @@ CONFIG = {'BT': 64, 'BF': 32, 'programs_per_sm': 8, 'warps_state': 4, 'warps_o':
 # smallest seq_len sent to the chunked kernel: inference (forward only) and training (forward + backward)
 CHUNK_MIN_SEQ_LEN_FWD = 4096  # worst dispatch / better kernel in the sweep: 1.000
 CHUNK_MIN_SEQ_LEN_TRAIN = 4096  # worst dispatch / better kernel: 1.000
-# Added by hand from the kernels-batch rows of the same run (results/kernels, suite kernels-batch): at small
+# Added by hand from the kernels-batch rows of the same H100 run (no longer in a published result set): at small
 # batch x heads the chunked path sits on its launch floor (~1.2 ms fwd+bwd at batch 1, heads 16, seq_len 8192,
 # where the parallel kernel took 0.87 ms), so it also needs batch * heads * seq_len^2 >= CHUNK_MIN_WORK. Measured
 # decisions it reproduces: 16 x 8192^2 = 1.07e9 -> parallel; 8 * 16 x 4096^2 = 2.1e9 -> chunk (fixed tokens).
