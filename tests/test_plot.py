@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from rebased_bench.cli import app
 from rebased_bench.figures import (PALETTE, ablate_figure_data, iou_figure_data, kernels_memory_data,
-                                   kernels_speedup_data, kernels_time_data, mqar_figure_data, plot_results, style)
+                                   kernels_speedup_data, kernels_time_data, mqar_figure_data, plan_figures,
+                                   plot_results, style)
 from rebased_bench.kinds.kernel_providers import PROVIDERS
 from rebased_bench.models.registry import MIXERS
 
@@ -98,6 +99,18 @@ def test_a_sweep_at_a_fixed_batch_draws_one_line_across_its_seq_lens(tmp_path):
     assert time.groupby(["provider", "d"]).size().eq(2).all()  # both seq_lens on each line
     names = {path.name for path in plot_results(rows, tmp_path)}
     assert "kernels_fixed-batch_512batch_bf16_time.png" in names and not any("tok_" in name for name in names)
+
+
+def test_a_batch_sweep_at_one_seq_len_draws_its_lines_across_batch(tmp_path):
+    """kernels-batch keeps seq_len (8192) and varies the batch: one figure with batch on x, not one point per batch."""
+    rows = pd.concat([kernels_rows().query("seq_len == 1024").assign(batch=batch, seq_len=8192) for batch in (1, 4, 16)],
+                     ignore_index=True).assign(suite="batch-sweep")
+    names = {path.name for path in plot_results(rows, tmp_path)}
+    assert {"kernels_batch-sweep_8192seqlen_bf16_time.png", "kernels_batch-sweep_8192seqlen_bf16_memory.png"} <= names
+    assert not any("tok_" in name for name in names)  # before: kernels_batch-sweep_8192tok_..., 65536tok_, ...
+    time = next(p for p in plan_figures(rows) if p.stem == "kernels_batch-sweep_8192seqlen_bf16_time")
+    axis = time.draw().axes[0]
+    assert axis.get_xlabel() == "Batch" and [t.get_text() for t in axis.get_xticklabels()] == ["1", "4", "16"]
 
 
 def test_kernels_speedup_over_a_baseline_matches_shapes_where_it_can():

@@ -3,7 +3,8 @@
 File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run),
 ablate_<suite>, iou_<suite> (each with _<field><value> for a setting that differs inside the suite: one figure
 per protocol, never two protocols pooled), the IoU heatmaps iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>,
-kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory} (<batch>batch for a suite at a fixed batch).
+kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory} (<batch>batch for a suite at a fixed batch, seqlen<n>
+for one that varies the batch at one seq_len: its lines run across batch).
 Built on matplotlib's object API (no pyplot, no global backend): headless, safe to import from any command.
 """
 
@@ -81,7 +82,8 @@ def _runs(frame: pd.DataFrame) -> str:
 
 
 def plan_kernels(rows, baseline: str | None = None) -> list[Planned]:
-    """Time, speed-up over the baseline and peak memory vs seq_len, one set per sweep (suite, dtype, size per call)."""
+    """Time, speed-up over the baseline and peak memory vs seq_len (or batch), one set per sweep (suite, dtype, size
+    per call)."""
     time = kernels_time_data(rows)
     providers = set(time["provider"])
     if baseline and baseline not in providers:
@@ -92,27 +94,41 @@ def plan_kernels(rows, baseline: str | None = None) -> list[Planned]:
         _note(f"no speed-up figure: no {DEFAULT_BASELINE!r} rows; pick a provider with --baseline")
     speedup = kernels_speedup_data(rows, baseline) if baseline else None
     memory = kernels_memory_data(rows)
+    time, memory = _batch_sweeps(time), _batch_sweeps(memory)
+    speedup = _batch_sweeps(speedup) if speedup is not None else None
     family = ["suite", "dtype", "per_call"]
+    units = {"tokens": "tok", "batch": "batch", "seq_len": "seqlen"}
     planned = []
     for key, sweep in time.groupby(family, dropna=False) if not time.empty else ():
         suite, dtype, size = key
-        count, unit = "".join(filter(str.isdigit, size)), "tok" if size.endswith("tokens") else "batch"
-        stem = f"kernels_{safe_name(suite)}_{count}{unit}_{safe_name(dtype)}"
+        unit = next(unit for word, unit in units.items() if word in size)
+        stem = f"kernels_{safe_name(suite)}_{''.join(filter(str.isdigit, size))}{unit}_{safe_name(dtype)}"
         where = f"{suite}, {dtype}, {size} per call; {_runs(sweep)}"
+        x = "batch" if size.startswith("seq_len") else "seq_len"
         planned.append(Planned(f"{stem}_time", sweep, partial(
             draw_kernels, sweep, "median_ms", "time (ms, median)", f"Kernel time (bars: p20-p80)\n{where}",
-            band=("p20_ms", "p80_ms"))))
+            band=("p20_ms", "p80_ms"), x=x)))
         mine = _same_sweep(speedup, key, family) if speedup is not None else time.iloc[0:0]
         if not mine.empty and (mine["provider"] != baseline).any():
             planned.append(Planned(f"{stem}_speedup", mine, partial(
                 draw_kernels, mine, "speedup", "speed-up (x)", f"Speed-up over {style(baseline).label}\n{where}",
-                log_y=False, baseline=baseline)))
+                log_y=False, baseline=baseline, x=x)))
         mine = _same_sweep(memory, key, family)
         if not mine.empty:
             mine = mine.assign(peak_mem_mib=mine["peak_mem_bytes"].astype(float) / 2**20)
             planned.append(Planned(f"{stem}_memory", mine, partial(
-                draw_kernels, mine, "peak_mem_mib", "peak memory (MiB)", f"Peak memory\n{where}")))
+                draw_kernels, mine, "peak_mem_mib", "peak memory (MiB)", f"Peak memory\n{where}", x=x)))
     return planned
+
+
+def _batch_sweeps(frame: pd.DataFrame) -> pd.DataFrame:
+    """A suite that varies the batch at one seq_len draws its lines across batch: its rows' size per call becomes
+    "seq_len <n>" (one figure per seq_len, not one single-point figure per batch)."""
+    if frame.empty:
+        return frame
+    suites = frame.groupby("suite", dropna=False)
+    across_batch = (suites["seq_len"].transform("nunique") == 1) & (suites["batch"].transform("nunique") > 1)
+    return frame.assign(per_call=frame["per_call"].where(~across_batch, "seq_len " + frame["seq_len"].astype(str)))
 
 
 def _same_sweep(frame: pd.DataFrame, key: tuple, family: list[str]) -> pd.DataFrame:

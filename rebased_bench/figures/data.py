@@ -55,12 +55,13 @@ def iou_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def kernels_time_data(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (suite, dtype, size per call, mode, provider, shape, seq_len): median time, p20/p80, peak memory, TFLOP/s."""
+    """Per (suite, dtype, size per call, mode, provider, shape, seq_len, batch): median time, p20/p80, peak memory,
+    TFLOP/s."""
     rows = kind_rows(rows, kernels.KIND)
     rows = rows[rows["status"] == "ok"].dropna(subset=["median_ms"]) if "median_ms" in rows else rows.iloc[0:0]
     # Rows of one sweep share tokens per call (batch * seq_len), or the batch: one line across seq_len per size.
     rows = rows.assign(tokens=rows["batch"] * rows["seq_len"], per_call=kernels.per_call(rows))
-    keys = ["suite", "dtype", "per_call", "tokens", "mode", "provider", *KERNEL_SHAPE, "seq_len"]
+    keys = ["suite", "dtype", "per_call", "tokens", "mode", "provider", *KERNEL_SHAPE, "seq_len", "batch"]
     values = {c: c for c in ("median_ms", "p20_ms", "p80_ms", "tflops", "peak_mem_bytes") if c in rows}
     # Runs of one shape that differ in a seed or timing setting: the median of their medians, and how many.
     groups = rows.groupby(keys, dropna=False)

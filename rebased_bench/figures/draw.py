@@ -84,35 +84,36 @@ def _kernel_label(line_key, shapes_of_provider: int) -> str:
     return label if shapes_of_provider == 1 else f"{label} (H={heads:g}, d={d:g}, dv={dv:g})"
 
 
-def _kernel_lines(ax, frame: pd.DataFrame, value: str, band=None):
-    """One line per (provider, shape) against seq_len; a provider's extra shapes get dashed/dotted lines."""
+def _kernel_lines(ax, frame: pd.DataFrame, value: str, band=None, x="seq_len"):
+    """One line per (provider, shape) against `x`; a provider's extra shapes get dashed/dotted lines."""
     styles = ["-", "--", ":", "-."]
     for provider in order(frame["provider"]):
         mine = frame[frame["provider"] == provider]
         shapes = mine.groupby(["heads", "d", "dv"], dropna=False, sort=True)
         for i, ((heads, d, dv), line) in enumerate(shapes):
-            line = line.sort_values("seq_len")
+            line = line.sort_values(x)
             s = style(provider)
             yerr = None
             if band and line[band[0]].notna().all() and line[band[1]].notna().all():
                 yerr = np.vstack([line[value] - line[band[0]], line[band[1]] - line[value]]).clip(0)
-            ax.errorbar(line["seq_len"], line[value], yerr=yerr, color=s.color, marker=s.marker, capsize=3,
+            ax.errorbar(line[x], line[value], yerr=yerr, color=s.color, marker=s.marker, capsize=3,
                         linestyle=styles[i % len(styles)], label=_kernel_label((provider, heads, d, dv), len(shapes)))
 
 
-def draw_kernels(frame: pd.DataFrame, value: str, ylabel: str, title: str, band=None, log_y=True, baseline=None):
-    """Kernel metric vs seq_len (log2), one panel per mode, one line per provider (and shape)."""
+def draw_kernels(frame: pd.DataFrame, value: str, ylabel: str, title: str, band=None, log_y=True, baseline=None,
+                 x="seq_len"):
+    """Kernel metric vs `x` (seq_len or batch, log2), one panel per mode, one line per provider (and shape)."""
     modes = _modes(frame)
     fig, axes = new_figure(len(modes), width=4.2, height=3.4, sharey=False)
     for ax, mode in zip(axes, modes):
-        _kernel_lines(ax, frame[frame["mode"] == mode], value, band)
-        log2_axis(ax, frame["seq_len"])
+        _kernel_lines(ax, frame[frame["mode"] == mode], value, band, x)
+        log2_axis(ax, frame[x])
         if log_y:
             plain_log_y(ax)
         if baseline:
             ax.axhline(1.0, color="0.4", linewidth=1, linestyle="--")
         ax.set_title(f"mode: {mode}")
-        ax.set_xlabel("Sequence Length")
+        ax.set_xlabel("Batch" if x == "batch" else "Sequence Length")
     axes[0].set_ylabel(ylabel)
     figure_title(fig, title)
     legend_below(fig, axes)
