@@ -15,9 +15,12 @@ from .files import remove_stale_temp_files, write_atomic
 class Store:
     """Rows of one suite kind in `<out>/<kind>/<case_id>.parquet`."""
 
-    def __init__(self, out, kind: str, schema: pa.Schema):
+    def __init__(self, out, kind: str, schema: pa.Schema, create=True):
+        """create=False only reads what is there (a dry run): no folder made, nothing written or cleaned."""
         self.path = Path(out) / kind
         self.schema = schema
+        if not create:
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / f".probe-{os.getpid()}"

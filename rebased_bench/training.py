@@ -228,6 +228,14 @@ def train(model, train_data, test_data, config: TrainConfig, device: torch.devic
     }
 
 
+def kept_epoch(path) -> int | None:
+    """The last finished epoch of the training state kept at `path`; None when there is none or it is unreadable."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # a missing or broken state: the run starts the case afresh either way
+        return None
+
+
 class RunState:
     """Everything a run needs to continue after its last finished epoch: weights, AdamW moments, the lr schedule,
     the shuffling and dropout RNG states, the histories and the training time so far."""

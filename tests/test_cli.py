@@ -62,6 +62,24 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     assert not (tmp_path / "mqar").exists()
 
 
+def test_dry_run_says_what_a_run_would_do_with_each_case(tmp_path):
+    """Done rows are left, an error row reruns only with --retry-errors, a kept state is continued; nothing written."""
+    args = ["mqar", *TINY, "--mixers", "rebased", "--seeds", "0..3:+1", "--out", tmp_path, "--dry-run", "--format", "json"]
+    ids = [case["case_id"] for case in json.loads(invoke(*args).stdout)]
+    (tmp_path / "mqar").mkdir()
+    for case_id, status in zip(ids, ("ok", "error")):
+        pd.DataFrame({"kind": ["mqar"], "case_id": [case_id], "status": [status]}).to_parquet(
+            tmp_path / "mqar" / f"{case_id}.parquet")
+    (tmp_path / "state" / "mqar").mkdir(parents=True)
+    torch.save({"epoch": 3}, tmp_path / "state" / "mqar" / f"{ids[2]}.pt")
+    files = sorted(tmp_path.rglob("*"))
+    plans = {case["case_id"]: case["plan"] for case in json.loads(invoke(*args).stdout)}
+    assert [plans[i] for i in ids] == ["done", "error row", "continues after epoch 3", "runs"]
+    retry = {case["case_id"]: case["plan"] for case in json.loads(invoke(*args, "--retry-errors").stdout)}
+    assert retry[ids[1]] == "runs"
+    assert sorted(tmp_path.rglob("*")) == files
+
+
 def test_schedule_epochs_is_named_only_when_given(tmp_path):
     """Rows from before --schedule-epochs existed keep their case ids: an unset period is not in the config."""
     suite = ["--suite", "mqar-paper", "--mixers", "rebased"]  # a suite that leaves the period unset

@@ -1,5 +1,6 @@
 """A sweep killed in the middle of a case continues from that case's last finished epoch when rerun."""
 
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,9 @@ def test_sigkill_after_an_epoch_then_rerun_gives_the_uninterrupted_history(tmp_p
     assert killed.returncode == -signal.SIGKILL and any(states.glob("*.pt"))
     assert not any((tmp_path / "killed" / "mqar").glob("*.parquet"))
 
+    dry = subprocess.run([*sweep_command(suite, tmp_path / "killed"), "--dry-run", "--format", "json"],
+                         capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stderr
     rerun = subprocess.run(sweep_command(suite, tmp_path / "killed"), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     expected = pd.read_parquet(tmp_path / "whole" / "mqar").iloc[0]
@@ -52,4 +56,6 @@ def test_sigkill_after_an_epoch_then_rerun_gives_the_uninterrupted_history(tmp_p
     assert expected["resumed_from_epoch"] == 0 and 1 <= resumed["resumed_from_epoch"] < 4
     assert list(resumed["accuracy_history"]) == list(expected["accuracy_history"])
     assert list(resumed["loss_history"]) == list(expected["loss_history"])
+    # the dry run before the rerun said what the rerun did
+    assert json.loads(dry.stdout)[0]["plan"] == f"continues after epoch {resumed['resumed_from_epoch']}"
     assert not any(states.glob("*"))  # the state goes once the row is written

@@ -20,6 +20,7 @@ from ..ranges import parse_floats, parse_ints, parse_names
 from ..runner import SuiteKind, local_executor, pending, run_sweep
 from ..store import Store, read_rows
 from ..suite import load_suite
+from ..training import kept_epoch
 
 
 class Format(str, Enum):
@@ -116,21 +117,25 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
     if options["executor"] is Executor.local and (options["ray_address"] is not None
                                                 or options["gpus_per_case"] is not None):
         raise BenchError("--ray-address and --gpus-per-case apply to --executor ray")
+    retry_errors = options.get("retry_errors", False)
     if options["dry_run"]:  # planned for the device named, which need not be here
         device = named_device(options["device"])
         cases = _for_device(cases, device)
-        planned = pd.DataFrame([{"case_id": case.case_id, **case.flat()} for case in cases])
+        store = Store(out, kind.name, kind.schema, create=False)
+        todo = pending(cases, store.statuses(), options["force"], retry_errors)
+        plans = _plans(cases, todo, store)
+        planned = pd.DataFrame([{"case_id": case.case_id, "plan": plans[case.case_id], **case.flat()}
+                                for case in cases])
         if options["format"] is Format.json:
             console.out_rows(planned)
         else:
             console.show(_grid_table(planned, suite.name))
-        _estimate(cases, device, out, DRY_RUN_PROBE_S)
+        _estimate(todo, device, out, DRY_RUN_PROBE_S)
         return None
     device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
                                  options["device"])
     cases = _for_device(cases, device)
     store = Store(out, kind.name, kind.schema)
-    retry_errors = options.get("retry_errors", False)
     expected = _estimate(pending(cases, store.statuses(), options["force"], retry_errors), device, out, RUN_PROBE_S)
     try:
         report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], retry_errors=retry_errors,
@@ -157,6 +162,21 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
         console.log(f"{failed} of {report.total} cases failed (--retry-errors reruns them)")
         raise typer.Exit(1)
     return rows
+
+
+def _plans(cases: list[Config], todo: list[Config], store: Store) -> dict[str, str]:
+    """What running the command would do with each case, by case id: run it, continue it after the epoch its kept
+    state reached, or leave its row (done, or an error row that only --retry-errors reruns)."""
+    statuses, runs = store.statuses(), {case.case_id for case in todo}
+    plans = {}
+    for case in cases:
+        if case.case_id not in runs:
+            plans[case.case_id] = "error row" if statuses[case.case_id] == "error" else "done"
+        elif (epoch := kept_epoch(store.state_path(case.case_id))) is not None:
+            plans[case.case_id] = f"continues after epoch {epoch}"
+        else:
+            plans[case.case_id] = "runs"
+    return plans
 
 
 def _for_device(cases: list[Config], device) -> list[Config]:
