@@ -122,8 +122,9 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
         device = named_device(options["device"])
         cases = _for_device(cases, device)
         store = Store(out, kind.name, kind.schema, create=False)
-        todo = pending(cases, store.statuses(), options["force"], retry_errors)
-        plans = _plans(cases, todo, store)
+        statuses = store.statuses()
+        todo = pending(cases, statuses, options["force"], retry_errors)
+        plans = _plans(cases, todo, statuses, store)
         planned = pd.DataFrame([{"case_id": case.case_id, "plan": plans[case.case_id], **case.flat()}
                                 for case in cases])
         if options["format"] is Format.json:
@@ -164,10 +165,10 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
     return rows
 
 
-def _plans(cases: list[Config], todo: list[Config], store: Store) -> dict[str, str]:
+def _plans(cases: list[Config], todo: list[Config], statuses: dict[str, str], store: Store) -> dict[str, str]:
     """What running the command would do with each case, by case id: run it, continue it after the epoch its kept
     state reached, or leave its row (done, or an error row that only --retry-errors reruns)."""
-    statuses, runs = store.statuses(), {case.case_id for case in todo}
+    runs = {case.case_id for case in todo}
     plans = {}
     for case in cases:
         if case.case_id not in runs:
