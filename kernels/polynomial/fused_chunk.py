@@ -9,7 +9,7 @@ q[:, :, None] * q[:, None, :] and reshaped to (BT, d*d)) follows flash-linear-at
 (fla/ops/based/fused_chunk.py, MIT licence), here for general (c0, c1, c2), the normalization above with an fp32
 denominator, and the (batch, seq_len, heads, dim) layout read through strides.
 
-Limits: d = 16 exactly (the d*d state tiles: S2 is 256 x BV fp32 per program), dv <= 63 (the value block
+Limits: d = 16 exactly (the d*d state tiles: S2 is 16 x 16 x BV fp32 per program), dv <= 63 (the value block
 BV = next power of 2 of dv + 1, at least 16 for tl.dot, holds v and the ones column in one program).
 
 Backward. With z_t = den_t + eps, g_t = do_t / z_t and h_t = -(do_t . o_t) / z_t, the gradient is that of the
@@ -36,15 +36,18 @@ from .fused_chunk_kernels import (
 from .naive import BASED_COEFFS, REBASED_COEFFS
 
 INTERPRET = interpreted(fused_chunk_poly_fwd_kernel)
-# Chunk length BT. GPU: untuned guess (BT x d*d fp32 tiles for q (x) q and k (x) k next to the 256 x BV state;
-# BT = 64 would need ~2x the registers). Interpreter: 16, so short test sequences cross several chunks.
-BT = 16 if INTERPRET else 32
+# Chunk length BT and warps: not timed yet. On the GPU, chosen from ptxas's register counts for sm_90 (Triton
+# 3.9, BV = 16, 16-bit inputs): BT 16 with 8 warps needs ~140 (fwd), ~160 (dq) and ~220 (dkdv) registers per
+# thread and spills none; BT 32 spills in dkdv, BT 64 in every kernel, and so does BV >= 32 (dv > 15) in dkdv at
+# BT 16. Interpreter: 16 too, so short test sequences cross several chunks.
+BT = 16
+NUM_WARPS = 8
 MAX_DV = 63
 
 
-def _launch(BV):
-    """Launch options (the interpreter takes none): more warps for the wider states of dv > 15 (untuned)."""
-    return {} if INTERPRET else {"num_warps": 4 if BV <= 16 else 8}
+def _launch():
+    """Launch options (the interpreter takes none)."""
+    return {} if INTERPRET else {"num_warps": NUM_WARPS}
 
 
 def _strided(x):
@@ -78,7 +81,7 @@ def fused_chunk_poly_fwd(q, k, v, coeffs, scale=None, eps=1e-12):
     z = empty((B, H, T), dtype=torch.float32, device=q.device)
     fused_chunk_poly_fwd_kernel[(B * H,)](
         q, k, v, o, z, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
-        a0, a1, a2, eps, T, H, K=K, V=V, BT=BT, BK=K, BV=BV, INTERPRET=INTERPRET, **_launch(BV),
+        a0, a1, a2, eps, T, H, K=K, V=V, BT=BT, BK=K, BV=BV, INTERPRET=INTERPRET, **_launch(),
     )
     return o, z
 
@@ -94,7 +97,7 @@ def fused_chunk_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     dk = empty((B, T, H, K), dtype=k.dtype, device=q.device)
     dv = empty((B, T, H, V), dtype=v.dtype, device=q.device)
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3], *do.stride()[:3])
-    flags = dict(K=K, V=V, BT=BT, BK=K, BV=BV, INTERPRET=INTERPRET, **_launch(BV))
+    flags = dict(K=K, V=V, BT=BT, BK=K, BV=BV, INTERPRET=INTERPRET, **_launch())
     fused_chunk_poly_bwd_dq_kernel[(B * H,)](
         q, k, v, o, z, do, dq, *strides, *dq.stride()[:3], a1, a2, T, H, **flags,
     )

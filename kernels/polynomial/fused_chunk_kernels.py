@@ -3,10 +3,11 @@
 One program per (batch, head) walks the sequence in chunks of BT positions and keeps the running sums over the
 earlier chunks on chip, with v' = [v, 1] (padded with zeros to BV columns; the ones column gives the denominator):
 
-    z0 = sum_s v'_s [BV],  S1 = sum_s k_s v'_s^T [BK, BV],  S2 = sum_s (k_s (x) k_s) v'_s^T [BK*BK, BV]
+    z0 = sum_s v'_s [BV],  S1 = sum_s k_s v'_s^T [BK, BV],  W[j, (i, c)] = sum_s k_sj k_si v'_sc [BK, BK*BV]
 
-so a query t reads the earlier chunks as a0 z0 + a1 q_t^T S1 + a2 (q_t (x) q_t)^T S2, and the keys of its own
-chunk through the BT x BT causal scores. x = q.k is the raw dot: the wrapper folds `scale` into a0, a1, a2.
+so a query t reads the earlier chunks as a0 z0 + a1 q_t^T S1 + a2 sum_i q_ti (q_t^T W)[(i, c)], and the keys of
+its own chunk through the BT x BT causal scores. Every product contracts over d, dv or BT, never over d*d: a
+d*d-deep dot operand is held whole by every warp (small M and N), which spilled registers on sm_90. x = q.k is the raw dot: the wrapper folds `scale` into a0, a1, a2.
 The backward passes and their formulas are described in fused_chunk.py. Keys and queries past T load as zeros,
 with v' = 0 and do' = 0 there, so they add nothing to any sum. The state products run in fp32 (tf32 on tensor
 cores); only the scores x and the in-chunk p @ v' take the inputs' dtype (_mm and _cast, shared with
@@ -30,6 +31,18 @@ def _outer(b_x, BT: tl.constexpr, BK: tl.constexpr):
     """Rows x_t (x) x_t of b_x [BT, BK] as one fp32 [BT, BK*BK] tile (row-major (i, j) -> i * BK + j)."""
     b_x = b_x.to(tl.float32)
     return tl.reshape(b_x[:, :, None] * b_x[:, None, :], [BT, BK * BK])
+
+
+@triton.jit
+def _outer2(b_a, b_b, BT: tl.constexpr, BA: tl.constexpr, BB: tl.constexpr):
+    """Rows a_t (x) b_t of b_a [BT, BA] and b_b [BT, BB] as one fp32 [BT, BA*BB] tile ((i, c) -> i * BB + c)."""
+    return tl.reshape(b_a.to(tl.float32)[:, :, None] * b_b.to(tl.float32)[:, None, :], [BT, BA * BB])
+
+
+@triton.jit
+def _quad_read(b_y, b_x, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """sum_i x_ti Y_t[i, c] for b_y [BT, BK*BV] read as Y_t [BK, BV]: with b_y = x @ W, the quadratic form."""
+    return tl.sum(tl.reshape(b_y, [BT, BK, BV]) * b_x.to(tl.float32)[:, :, None], 1)
 
 
 @triton.jit
@@ -62,7 +75,7 @@ def fused_chunk_poly_fwd_kernel(
 
     b_z0 = tl.zeros([BV], dtype=tl.float32)
     b_s1 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_s2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
+    b_w = tl.zeros([BK, BK * BV], dtype=tl.float32)
     for i_t in range(0, T, BT):
         o_t = i_t + o_i
         m_t = o_t < T
@@ -71,10 +84,9 @@ def fused_chunk_poly_fwd_kernel(
         b_v = _load_rows(v, o_t * s_vt, m_t, o_v, V)  # [BT, BV]
         # v' = [v, 1]: column V is 1 on the rows inside the sequence (exact in every dtype)
         b_v = tl.where(m_t[:, None] & (o_v == V)[None, :], 1.0, b_v).to(b_v.dtype)
-        b_q2 = _outer(b_q, BT, BK)  # [BT, BK*BK]
         # earlier chunks, through the states
         b_o = a0 * b_z0[None, :] + a1 * _mm(b_q.to(tl.float32), b_s1, INTERPRET)
-        b_o += a2 * _mm(b_q2, b_s2, INTERPRET)
+        b_o += a2 * _quad_read(_mm(b_q.to(tl.float32), b_w, INTERPRET), b_q, BT, BK, BV)
         # this chunk: the scores themselves, causal
         b_x = _mm(b_q, tl.trans(b_k), INTERPRET)  # [BT, BT]
         b_p = tl.where(m_c, a0 + b_x * (a1 + a2 * b_x), 0)
@@ -89,7 +101,7 @@ def fused_chunk_poly_fwd_kernel(
         b_vf = b_v.to(tl.float32)
         b_z0 += tl.sum(b_vf, 0)
         b_s1 += _mm(tl.trans(b_k.to(tl.float32)), b_vf, INTERPRET)
-        b_s2 += _mm(tl.trans(_outer(b_k, BT, BK)), b_vf, INTERPRET)
+        b_w += _mm(tl.trans(b_k.to(tl.float32)), _outer2(b_k, b_vf, BT, BK, BV), INTERPRET)
 
 
 @triton.jit
@@ -111,7 +123,7 @@ def fused_chunk_poly_bwd_dq_kernel(
     INTERPRET: tl.constexpr,
 ):
     """dq_t = sum_{s<=t} p'(x_ts) (do'_t . v'_s) k_s in forward order; dq has q's layout and dtype. The states are
-    the forward's, transposed: S1^T = sum_s v'_s k_s^T [BV, BK], S2^T = sum_s v'_s (k_s (x) k_s)^T [BV, BK*BK]."""
+    S1^T = sum_s v'_s k_s^T [BV, BK] and S2^T = sum_s v'_s (k_s (x) k_s)^T [BV, BK*BK], read over dv."""
     i_bh = tl.program_id(0)
     i_b, i_h = i_bh // H, i_bh % H
     o_i = tl.arange(0, BT)
@@ -159,8 +171,10 @@ def fused_chunk_poly_bwd_dkdv_kernel(
     INTERPRET: tl.constexpr,
 ):
     """dk_s = sum_{t>=s} p'(x_ts) (do'_t . v'_s) q_t and dv_s = sum_{t>=s} p(x_ts) do'_t (first V columns) in
-    reverse order, over states of the later queries: R0 = sum_t do'_t [BV], R1 = sum_t q_t do'_t^T [BK, BV],
-    R2 = sum_t (q_t (x) q_t) do'_t^T [BK*BK, BV]. dk, dv have k's and v's layouts and dtypes."""
+    reverse order, over states of the later queries: R0 = sum_t do'_t [BV], R1 = sum_t q_t do'_t^T [BK, BV], and
+    their second-order sum in two layouts, U[j, (i, c)] = sum_t q_tj q_ti do'_tc [BK, BK*BV] for dv and
+    R2^T = sum_t do'_t (q_t (x) q_t)^T [BV, BK*BK] for dk, so that no product contracts over d*d (see the top).
+    dk, dv have k's and v's layouts and dtypes."""
     i_bh = tl.program_id(0)
     i_b, i_h = i_bh // H, i_bh % H
     o_i = tl.arange(0, BT)
@@ -178,7 +192,8 @@ def fused_chunk_poly_bwd_dkdv_kernel(
 
     b_r0 = tl.zeros([BV], dtype=tl.float32)
     b_r1 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_r2 = tl.zeros([BK * BK, BV], dtype=tl.float32)
+    b_u = tl.zeros([BK, BK * BV], dtype=tl.float32)
+    b_r2 = tl.zeros([BV, BK * BK], dtype=tl.float32)
     for i_c in range(tl.cdiv(T, BT) - 1, -1, -1):
         o_t = i_c * BT + o_i
         m_t = o_t < T
@@ -187,12 +202,11 @@ def fused_chunk_poly_bwd_dkdv_kernel(
         b_v = _load_rows(v, o_t * s_vt, m_t, o_v, V).to(tl.float32)
         b_v = tl.where(m_t[:, None] & (o_v == V)[None, :], 1.0, b_v)
         b_do = _load_dov(o, do, z, o_t, m_t, s_ot, s_dt, o_v, V)
-        b_k2 = _outer(b_k, BT, BK)  # [BT, BK*BK]
         # later chunks, through the states
         b_dv = a0 * b_r0[None, :] + a1 * _mm(b_k.to(tl.float32), b_r1, INTERPRET)
-        b_dv += a2 * _mm(b_k2, b_r2, INTERPRET)
+        b_dv += a2 * _quad_read(_mm(b_k.to(tl.float32), b_u, INTERPRET), b_k, BT, BK, BV)
         b_dk = a1 * _mm(b_v, tl.trans(b_r1), INTERPRET)
-        b_dk += (2 * a2) * _quad_grad(_mm(b_v, tl.trans(b_r2), INTERPRET), b_k, BT, BK)
+        b_dk += (2 * a2) * _quad_grad(_mm(b_v, b_r2, INTERPRET), b_k, BT, BK)
         # this chunk: [keys, queries]
         b_x = _mm(b_k, tl.trans(b_q), INTERPRET)
         b_p = tl.where(m_c, a0 + b_x * (a1 + a2 * b_x), 0)
@@ -205,4 +219,5 @@ def fused_chunk_poly_bwd_dkdv_kernel(
         tl.store(p_dv, _cast(b_dv, p_dv.dtype.element_ty, INTERPRET), mask=m_t[:, None] & (o_v < V)[None, :])
         b_r0 += tl.sum(b_do, 0)
         b_r1 += _mm(tl.trans(b_q.to(tl.float32)), b_do, INTERPRET)
-        b_r2 += _mm(tl.trans(_outer(b_q, BT, BK)), b_do, INTERPRET)
+        b_u += _mm(tl.trans(b_q.to(tl.float32)), _outer2(b_q, b_do, BT, BK, BV), INTERPRET)
+        b_r2 += _mm(tl.trans(b_do), _outer(b_q, BT, BK), INTERPRET)
