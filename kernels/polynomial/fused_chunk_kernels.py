@@ -7,7 +7,8 @@ earlier chunks on chip, with v' = [v, 1] (padded with zeros to BV columns; the o
 
 so a query t reads the earlier chunks as a0 z0 + a1 q_t^T S1 + a2 sum_i q_ti (q_t^T W)[(i, c)], and the keys of
 its own chunk through the BT x BT causal scores. Every product contracts over d, dv or BT, never over d*d: a
-d*d-deep dot operand is held whole by every warp (small M and N), which spilled registers on sm_90. x = q.k is the raw dot: the wrapper folds `scale` into a0, a1, a2.
+d*d-deep dot operand would be held whole by every warp (small M and N) and spill registers on sm_90.
+x = q.k is the raw dot: the wrapper folds `scale` into a0, a1, a2.
 The backward passes and their formulas are described in fused_chunk.py. Keys and queries past T load as zeros,
 with v' = 0 and do' = 0 there, so they add nothing to any sum. The state products run in fp32 (tf32 on tensor
 cores); only the scores x and the in-chunk p @ v' take the inputs' dtype (_mm and _cast, shared with
