@@ -96,6 +96,19 @@ def test_strided_inputs():
         kernel_checks.assert_rel_close(f"{name} (fp16)", a, r, REL_TOL["fp16"], ABS_TOL["fp16"])
 
 
+def test_compiles_as_opaque_ops():
+    """torch.compile (fullgraph) traces the custom ops through their fake kernels: same outputs and gradients."""
+    q, k, v, do = make_inputs(1, 20, 2, 5, "fp32", "fp32", seed=7)
+
+    def loss(q, k, v, coeffs):
+        return fused_chunk.fused_chunk_polynomial(q * 1.5, k, v, coeffs)
+
+    eager = grads(loss, q, k, v, do, BASED_COEFFS)
+    compiled = grads(torch.compile(loss, backend="aot_eager", fullgraph=True), q, k, v, do, BASED_COEFFS)
+    for name, a, r in zip(("o", "dq", "dk", "dv"), compiled, eager):
+        assert torch.equal(a, r), name
+
+
 @pytest.mark.parametrize("d,dv", [(32, 5), (16, 64)])
 def test_unsupported_shapes_are_refused(d, dv):
     q = torch.zeros(1, 4, 1, d, device=DEVICE)
