@@ -5,7 +5,8 @@ Variants of the same step (rebased_bench.training.optimizer_step on one batch of
 - eager_whole: eager, the whole batch at once;
 - compiled: what the trainer runs on a GPU: torch.compile of the loss (loss_function), the whole batch;
 - compiled_quadform: the same with the mixer's attention on the quadform path (kernels/polynomial/quadform.py)
-  in place of the Triton parallel kernel: what the step would take if the trainer used it.
+  in place of the Triton parallel kernel: what the step would take if the trainer used it;
+- compiled_fused_chunk: likewise with the fused chunked Triton kernel (kernels/polynomial/fused_chunk.py; d = 16).
 Median of CUDA-event timings after warm-up; peak memory; compile time (first step); --profile prints the top GPU
 kernels of the compiled step. Writes rows as JSON (--out) and prints a Markdown table last.
 
@@ -23,6 +24,7 @@ import torch
 
 from rebased_bench.data.mqar import generate, paper_num_kv_pairs, query_index
 from rebased_bench.env import git_state
+from rebased_bench.kernels.polynomial.fused_chunk import fused_chunk_polynomial
 from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
 from rebased_bench.models.mixers import SCORE_COEFFS
@@ -41,10 +43,19 @@ def quadform_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
     return quadform_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
 
 
+def fused_chunk_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
+    """polynomial_attention on fused_chunk. q, k: (batch, seq_len, heads, 16); v: (..., dv) -> (..., dv)."""
+    return fused_chunk_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
+
+
+ATTENTION_PATHS = {"compiled_quadform": quadform_attention, "compiled_fused_chunk": fused_chunk_attention}
+
+
 def attention_path(variant):
-    """The context a variant's steps run in: the mixers' attention swapped for compiled_quadform."""
-    if variant == "compiled_quadform":
-        return mock.patch("rebased_bench.models.mixers.polynomial_attention", quadform_attention)
+    """The context a variant's steps run in: the mixers' attention swapped for compiled_quadform's or
+    compiled_fused_chunk's."""
+    if variant in ATTENTION_PATHS:
+        return mock.patch("rebased_bench.models.mixers.polynomial_attention", ATTENTION_PATHS[variant])
     return contextlib.nullcontext()
 
 

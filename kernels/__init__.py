@@ -3,12 +3,15 @@
 `polynomial_attention`, `selective_scan_fn` and `wkv_fn` (dispatch.py) are the dispatch points the mixers call.
 """
 
+from .polynomial.fused_chunk import fused_chunk_based, fused_chunk_rebased
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based, parallel_rebased
 from .polynomial.quadform import quadform_based, quadform_rebased
 from .dispatch import polynomial_attention
 
 __all__ = [
+    "fused_chunk_based",
+    "fused_chunk_rebased",
     "naive_parallel_based",
     "naive_parallel_rebased",
     "parallel_based",

@@ -48,7 +48,7 @@ def _ours(name):
         from .. import kernels
         fns = {"parallel": kernels.parallel_rebased, "dispatch": kernels.rebased_attention,
                "chunk": lambda q, k, v: kernels.chunk_rebased(q, k, v)[0], "naive": kernels.naive_parallel_rebased,
-               "quadform": kernels.quadform_rebased}
+               "quadform": kernels.quadform_rebased, "fused_chunk": kernels.fused_chunk_rebased}
         return fns[name]
     return build
 
@@ -103,6 +103,9 @@ PROVIDERS = {
         if c.seq_len > NAIVE_MAX_SEQ_LEN else None)),
     # plain PyTorch, linear in T, state d x d x dv per head: a candidate for the MQAR model's value heads of 5-10
     "quadform": Provider("rebased", _ours("quadform"), lambda c: _chunked(c, c.d ** 2), cuda=False),
+    # the same state kept on chip by one Triton program per (batch, head); d = 16, dv <= 63 only
+    "fused_chunk": Provider("rebased", _ours("fused_chunk"), lambda c: _chunked(c, c.d ** 2), unsupported=lambda c: (
+        f"fused_chunk: d = {c.d} != 16 or dv = {c.dv} > 63" if c.d != 16 or c.dv > 63 else None)),
     "sdpa": Provider("softmax", _sdpa, lambda c: sdpa_flops(c.batch, c.seq_len, c.heads, c.d, c.mode),
                      cuda=False, head_first=True),
     "fla_parallel_rebased": Provider("rebased", _fla_parallel_rebased, _quadratic, fla=True),

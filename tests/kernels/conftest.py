@@ -13,6 +13,7 @@ import torch
 CUDA = torch.cuda.is_available()
 if not CUDA:
     os.environ["TRITON_INTERPRET"] = "1"
-    for name in ("rebased_bench.kernels.polynomial.parallel_kernels", "rebased_bench.kernels.polynomial.parallel"):
+    for name in ("rebased_bench.kernels.polynomial.parallel_kernels", "rebased_bench.kernels.polynomial.parallel",
+                 "rebased_bench.kernels.polynomial.fused_chunk_kernels", "rebased_bench.kernels.polynomial.fused_chunk"):
         if name in sys.modules:
             importlib.reload(sys.modules[name])
