@@ -22,7 +22,6 @@ the forward, so do' is formed per chunk inside the kernels.
 Under TRITON_INTERPRET=1 (set before this module is imported) the kernels run on CPU tensors with small chunks.
 """
 
-from typing import Optional
 
 import torch
 import triton
@@ -34,6 +33,7 @@ from .fused_chunk_kernels import (
     fused_chunk_poly_fwd_kernel,
 )
 from .naive import BASED_COEFFS, REBASED_COEFFS
+from .ops import attention_ops
 
 INTERPRET = interpreted(fused_chunk_poly_fwd_kernel)
 # Chunk length BT and warps: not timed yet. On the GPU, chosen from ptxas's register counts for sm_90 (Triton
@@ -107,45 +107,7 @@ def fused_chunk_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     return dq, dk, dv
 
 
-# Two custom ops, as in parallel.py: opaque to torch.compile, which fuses the ops around them.
-@torch.library.custom_op("rebased_bench::fused_chunk_poly_fwd", mutates_args=())
-def fused_chunk_poly_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, coeffs: list[float],
-                            scale: Optional[float], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """fused_chunk_poly_fwd as a custom op: o (B, T, H, dv) in v's dtype, z (B, H, T) fp32."""
-    return fused_chunk_poly_fwd(q, k, v, coeffs, scale, eps)
-
-
-@fused_chunk_poly_fwd_op.register_fake
-def _(q, k, v, coeffs, scale, eps):
-    B, T, H, _ = q.shape
-    return v.new_empty((B, T, H, v.shape[-1])), q.new_empty((B, H, T), dtype=torch.float32)
-
-
-@torch.library.custom_op("rebased_bench::fused_chunk_poly_bwd", mutates_args=())
-def fused_chunk_poly_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, z: torch.Tensor,
-                            do: torch.Tensor, coeffs: list[float], scale: Optional[float]
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """fused_chunk_poly_bwd as a custom op: (dq, dk, dv), contiguous, in the dtypes of q, k, v."""
-    return fused_chunk_poly_bwd(q, k, v, o, z, do, coeffs, scale)
-
-
-@fused_chunk_poly_bwd_op.register_fake
-def _(q, k, v, o, z, do, coeffs, scale):
-    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, coeffs, scale, _ = inputs
-    ctx.save_for_backward(q, k, v, *output)
-    ctx.coeffs, ctx.scale = coeffs, scale
-
-
-def _backward(ctx, do, _dz):
-    q, k, v, o, z = ctx.saved_tensors
-    return (*fused_chunk_poly_bwd_op(q, k, v, o, z, do, ctx.coeffs, ctx.scale), None, None, None)
-
-
-fused_chunk_poly_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+fused_chunk_poly_fwd_op = attention_ops("fused_chunk_poly", fused_chunk_poly_fwd, fused_chunk_poly_bwd)
 
 
 def fused_chunk_polynomial(q, k, v, coeffs, scale=None, eps=1e-12):

@@ -5,13 +5,13 @@ same kernels run on CPU tensors through Triton's interpreter, with small tiles; 
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import triton
 
 from ..launch import empty, interpreted, on_input_device
 from .naive import BASED_COEFFS, REBASED_COEFFS
+from .ops import attention_ops
 from .parallel_kernels import (
     gram_tile_kernel,
     parallel_poly_bwd_dkdv_kernel,
@@ -152,46 +152,7 @@ def parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale=None):
     return dq, dk, dv
 
 
-# The kernels reach autograd and torch.compile as two custom ops: opaque to the compiler, which fuses the
-# projections and norms around them instead of tracing into the launchers.
-@torch.library.custom_op("rebased_bench::parallel_poly_fwd", mutates_args=())
-def parallel_poly_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, coeffs: list[float],
-                         scale: Optional[float], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """parallel_poly_fwd as a custom op: o (B, T, H, dv) in v's dtype, z (B, H, T) fp32."""
-    return parallel_poly_fwd(q, k, v, coeffs, scale, eps)
-
-
-@parallel_poly_fwd_op.register_fake
-def _(q, k, v, coeffs, scale, eps):
-    B, T, H, _ = q.shape
-    return v.new_empty((B, T, H, v.shape[-1])), q.new_empty((B, H, T), dtype=torch.float32)
-
-
-@torch.library.custom_op("rebased_bench::parallel_poly_bwd", mutates_args=())
-def parallel_poly_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, z: torch.Tensor,
-                         do: torch.Tensor, coeffs: list[float], scale: Optional[float]
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """parallel_poly_bwd as a custom op: (dq, dk, dv), contiguous, in the dtypes of q, k, v."""
-    return parallel_poly_bwd(q, k, v, o, z, do, coeffs, scale)
-
-
-@parallel_poly_bwd_op.register_fake
-def _(q, k, v, o, z, do, coeffs, scale):
-    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, coeffs, scale, _ = inputs
-    ctx.save_for_backward(q, k, v, *output)
-    ctx.coeffs, ctx.scale = coeffs, scale
-
-
-def _backward(ctx, do, _dz):
-    q, k, v, o, z = ctx.saved_tensors
-    return (*parallel_poly_bwd_op(q, k, v, o, z, do, ctx.coeffs, ctx.scale), None, None, None)
-
-
-parallel_poly_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+parallel_poly_fwd_op = attention_ops("parallel_poly", parallel_poly_fwd, parallel_poly_bwd)
 
 
 def parallel_polynomial(q, k, v, coeffs, scale=None, eps=1e-12):
