@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import kernel_checks
+from kernel_checks import DTYPES, POLY_ABS_TOL as ABS_TOL, POLY_REL_TOL as REL_TOL, SCORES
 
 from rebased_bench.kernels import launch
 from rebased_bench.kernels.polynomial import fused_chunk
@@ -16,12 +17,6 @@ from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS,
 from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SCORES = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# as in test_parallel.py: relative Frobenius error bound by the least precise input dtype (tf32 state and value
-# products on the GPU), and an rms bound where the reference is ~0
-REL_TOL = {"fp32": 3e-3, "fp16": 3e-3, "bf16": 1.5e-2}
-ABS_TOL = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 1e-2}
 
 
 @pytest.fixture(autouse=True)

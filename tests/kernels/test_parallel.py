@@ -12,18 +12,13 @@ import pytest
 import torch
 
 import kernel_checks
+from kernel_checks import DTYPES, POLY_ABS_TOL as ABS_TOL, POLY_REL_TOL as REL_TOL, SCORES
 
 from rebased_bench.kernels import launch
 from rebased_bench.kernels.polynomial import parallel
 from rebased_bench.kernels.polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_polynomial
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SCORES = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# relative error bound (on ||kernel - ref|| / ||ref||) by the least precise input dtype
-REL_TOL = {"fp32": 3e-3, "fp16": 3e-3, "bf16": 1.5e-2}
-# where the reference is ~0 (at T = 1 the score cancels out of o, so dq = dk = 0), rms error bound instead
-ABS_TOL = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 1e-2}
 
 
 @pytest.fixture(autouse=True)
