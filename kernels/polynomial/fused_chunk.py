@@ -36,7 +36,8 @@ from .naive import BASED_COEFFS, REBASED_COEFFS
 from .ops import attention_ops
 
 INTERPRET = interpreted(fused_chunk_poly_fwd_kernel)
-# Chunk length BT and warps: not timed yet. On the GPU, chosen from ptxas's register counts for sm_90 (Triton
+# Chunk length BT and warps: not tuned by timing (at the MQAR shapes the kernel is 1.8-4.6x slower than the
+# parallel one, results/kernels-mqar). On the GPU, chosen from ptxas's register counts for sm_90 (Triton
 # 3.9, BV = 16, 16-bit inputs): BT 16 with 8 warps needs ~140 (fwd), ~160 (dq) and ~220 (dkdv) registers per
 # thread and spills none; BT 32 spills in dkdv, BT 64 in every kernel, and so does BV >= 32 (dv > 15) in dkdv at
 # BT 16. Interpreter: 16 too, so short test sequences cross several chunks.
