@@ -46,14 +46,6 @@ def test_sigterm_in_a_case_keeps_the_finishedsweep_rows(tmp_path):
     assert not list((tmp_path / "claims").rglob("*.claim"))
 
 
-def sweep_command(suite: Path, out: Path) -> list:
-    return [sys.executable, "-m", "rebased_bench", "mqar", "--suite", str(suite), "--device", "cpu", "--out", str(out)]
-
-
-def environment() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread a process: two sweeps share the cores
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_command_loads_ends_it_quietly(signum, tmp_path):
     command = subprocess.Popen(sweep_command(tmp_path / "none.toml", tmp_path), stdout=subprocess.DEVNULL,
@@ -63,10 +55,6 @@ def test_a_signal_while_the_command_loads_ends_it_quietly(signum, tmp_path):
     command.send_signal(signum)
     stderr = command.communicate(timeout=60)[1]
     assert command.returncode == 128 + signum and "Traceback" not in stderr, stderr
-
-
-def sweep_rows(out: Path) -> pd.DataFrame:
-    return read_rows(out / "mqar") if (out / "mqar").exists() else pd.DataFrame({"case_id": []})
 
 
 def test_signals_and_kills_at_any_moment_lose_no_row_and_run_no_case_twice(tmp_path):
