@@ -183,3 +183,6 @@ def test_training_curves_have_one_point_per_epoch_of_every_run():
     (legend,) = fig.legends
     assert len(legend.get_texts()) == 3 and inside(legend.get_window_extent(renderer), fig.bbox)
     assert [ax.get_title() for ax in fig.axes] == ["seq_len 256, d_model 64", "seq_len 512, d_model 128"]
+    (seed_0, seed_1) = (line for line in fig.axes[0].get_lines() if line.get_label().startswith("ReBased"))
+    assert (seed_0.get_linestyle(), seed_0.get_color()) == (seed_1.get_linestyle(), seed_1.get_color())
+    assert seed_0.get_marker() != seed_1.get_marker()

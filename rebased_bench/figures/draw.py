@@ -55,19 +55,23 @@ def draw_mqar(points: pd.DataFrame, about: str):
 
 
 LR_STYLES = ["-", "--", ":", "-."]
+# The first seed draws a bare line, later ones a marker every few epochs, so runs of one mixer and lr differ.
+SEED_MARKERS = [None, "o", "s", "^", "v", "D"]
 
 
 def draw_mqar_curves(curves: pd.DataFrame, about: str):
     """Test accuracy per epoch, one panel per (seq_len, d_model) cell, one line per case: colour the mixer, line
-    style the lr (one seed per line: the curves show when each run left chance, not a mean)."""
+    style the lr, marker the seed (one seed per line: the curves show when each run left chance, not a mean)."""
     cells = curves[["seq_len", "d_model"]].drop_duplicates().sort_values(["seq_len", "d_model"])
     fig, axes = new_figure(len(cells), width=4.0, height=3.2)
     lrs = sorted(curves["lr"].unique())
+    seeds = sorted(curves["seed"].unique())
     for ax, (seq_len, d_model) in zip(axes, cells.itertuples(index=False)):
         panel = curves[(curves["seq_len"] == seq_len) & (curves["d_model"] == d_model)]
         for (mixer, lr, seed), line in panel.groupby(["mixer", "lr", "seed"], sort=True):
             s = style(mixer)
             ax.plot(line["epoch"], line["accuracy"], color=s.color, linestyle=LR_STYLES[lrs.index(lr) % 4],
+                    marker=SEED_MARKERS[seeds.index(seed) % len(SEED_MARKERS)], markevery=8, markersize=4,
                     label=f"{s.label}, lr {value_text(lr)}, seed {seed}")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"seq_len {seq_len}, d_model {d_model}")
