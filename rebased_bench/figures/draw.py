@@ -11,6 +11,8 @@ from .style import ABLATION_ORDER, figure_title, legend_below, log2_axis, new_fi
 BARS = f"bars: {INTERVAL}, none for one seed"
 
 MODE_ORDER = ("fwd", "fwd+bwd", "fwd_bwd", "bwd")
+# Line styles, cycled: the lr of an MQAR curve, a provider's extra shapes in a kernel figure.
+LINE_STYLES = ["-", "--", ":", "-."]
 
 
 def _modes(frame: pd.DataFrame) -> list:
@@ -54,7 +56,6 @@ def draw_mqar(points: pd.DataFrame, about: str):
     return fig
 
 
-LR_STYLES = ["-", "--", ":", "-."]
 # The first seed draws a bare line, later ones a marker every few epochs, so runs of one mixer and lr differ.
 SEED_MARKERS = [None, "o", "s", "^", "v", "D"]
 
@@ -70,7 +71,8 @@ def draw_mqar_curves(curves: pd.DataFrame, about: str):
         panel = curves[(curves["seq_len"] == seq_len) & (curves["d_model"] == d_model)]
         for (mixer, lr, seed), line in panel.groupby(["mixer", "lr", "seed"], sort=True):
             s = style(mixer)
-            ax.plot(line["epoch"], line["accuracy"], color=s.color, linestyle=LR_STYLES[lrs.index(lr) % 4],
+            ax.plot(line["epoch"], line["accuracy"], color=s.color,
+                    linestyle=LINE_STYLES[lrs.index(lr) % len(LINE_STYLES)],
                     marker=SEED_MARKERS[seeds.index(seed) % len(SEED_MARKERS)], markevery=8, markersize=4,
                     label=f"{s.label}, lr {value_text(lr)}, seed {seed}")
         ax.set_ylim(-0.05, 1.05)
@@ -90,7 +92,6 @@ def _kernel_label(line_key, shapes_of_provider: int) -> str:
 
 def _kernel_lines(ax, frame: pd.DataFrame, value: str, band=None, x="seq_len"):
     """One line per (provider, shape) against `x`; a provider's extra shapes get dashed/dotted lines."""
-    styles = ["-", "--", ":", "-."]
     for provider in order(frame["provider"]):
         mine = frame[frame["provider"] == provider]
         shapes = mine.groupby(["heads", "d", "dv"], dropna=False, sort=True)
@@ -101,7 +102,8 @@ def _kernel_lines(ax, frame: pd.DataFrame, value: str, band=None, x="seq_len"):
             if band and line[band[0]].notna().all() and line[band[1]].notna().all():
                 yerr = np.vstack([line[value] - line[band[0]], line[band[1]] - line[value]]).clip(0)
             ax.errorbar(line[x], line[value], yerr=yerr, color=s.color, marker=s.marker, capsize=3,
-                        linestyle=styles[i % len(styles)], label=_kernel_label((provider, heads, d, dv), len(shapes)))
+                        linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+                        label=_kernel_label((provider, heads, d, dv), len(shapes)))
 
 
 def draw_kernels(frame: pd.DataFrame, value: str, ylabel: str, title: str, band=None, log_y=True, baseline=None,
