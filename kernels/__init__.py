@@ -1,12 +1,14 @@
 """Attention ops: Triton kernels beside their naive PyTorch references (imported as rebased_bench.kernels).
 
-`polynomial_attention`, `selective_scan_fn` and `wkv_fn` (dispatch.py) are the dispatch points the mixers call.
+`polynomial_attention`, `selective_scan_fn` and `wkv_fn` (dispatch.py) are the dispatch points the mixers call;
+`linear_cross_entropy` is the one for the LM head's loss.
 """
 
 from .polynomial.fused_chunk import fused_chunk_based, fused_chunk_rebased
 from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based, parallel_rebased
 from .polynomial.quadform import quadform_based, quadform_rebased
+from .polynomial.quadform_chunk import quadform_chunk_based, quadform_chunk_rebased
 from .dispatch import polynomial_attention
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "polynomial_attention",
     "quadform_based",
     "quadform_rebased",
+    "quadform_chunk_based",
+    "quadform_chunk_rebased",
 ]
 
 from .rebased_chunk import chunk_rebased, rebased_step
@@ -32,3 +36,8 @@ from .wkv import wkv_chunked, wkv_reference, wkv_triton
 
 __all__ += ["selective_scan_chunked", "selective_scan_fn", "selective_scan_reference", "selective_scan_triton",
             "wkv_chunked", "wkv_fn", "wkv_reference", "wkv_triton"]
+
+from .dispatch import linear_cross_entropy
+from .linear_ce.naive import naive_linear_cross_entropy
+
+__all__ += ["linear_cross_entropy", "naive_linear_cross_entropy"]

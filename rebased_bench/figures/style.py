@@ -44,6 +44,7 @@ PALETTE = {
     "naive": Style("tab:gray", "x", "naive PyTorch"),
     "quadform": Style("tab:green", "h", "ours quadform (PyTorch)"),
     "fused_chunk": Style("tab:purple", "*", "ours fused_chunk"),
+    "quadform_chunk": Style("darkgoldenrod", "d", "ours quadform_chunk"),
     "sdpa": Style("black", "^", "SDPA (softmax)"),
     "fla_parallel_rebased": Style("tab:orange", "v", "FLA parallel_rebased"),
     "fla_chunk_linear_attn": Style("tab:red", "<", "FLA chunk_linear_attn"),

@@ -46,9 +46,10 @@ def _chunked(c, features=None):
 def _ours(name):
     def build():
         from .. import kernels
-        fns = {"parallel": kernels.parallel_rebased, "dispatch": kernels.rebased_attention,
+        fns = {"parallel": kernels.parallel_rebased, "dispatch": kernels.polynomial_attention,
                "chunk": lambda q, k, v: kernels.chunk_rebased(q, k, v)[0], "naive": kernels.naive_parallel_rebased,
-               "quadform": kernels.quadform_rebased, "fused_chunk": kernels.fused_chunk_rebased}
+               "quadform": kernels.quadform_rebased, "fused_chunk": kernels.fused_chunk_rebased,
+               "quadform_chunk": kernels.quadform_chunk_rebased}
         return fns[name]
     return build
 
@@ -57,12 +58,16 @@ def path_taken(c) -> str:
     """The kernel a case's provider runs: the provider itself, or for `dispatch` the one it picks."""
     if c.provider != "dispatch":
         return c.provider
+    from ..kernels.dispatch import uses_quadform_chunk
     from ..kernels.rebased_chunk.dispatch import use_chunked
+    if uses_quadform_chunk(c.seq_len, c.d, c.dv):
+        return "quadform_chunk"
     return "chunk" if use_chunked(c.seq_len, c.d, c.mode == "fwd_bwd", c.batch * c.heads) else "parallel"
 
 
 def _dispatch_flops(c):
-    return _chunked(c) if path_taken(c) == "chunk" else _quadratic(c)
+    path = path_taken(c)
+    return _quadratic(c) if path == "parallel" else _chunked(c, c.d ** 2 if path == "quadform_chunk" else None)
 
 
 def _fla_parallel_rebased():
@@ -106,6 +111,10 @@ PROVIDERS = {
     # the same state kept on chip by one Triton program per (batch, head); d = 16, dv <= 63 only
     "fused_chunk": Provider("rebased", _ours("fused_chunk"), lambda c: _chunked(c, c.d ** 2), unsupported=lambda c: (
         f"fused_chunk: d = {c.d} != 16 or dv = {c.dv} > 63" if c.d != 16 or c.dv > 63 else None)),
+    # the same state written per chunk by Triton kernels that then take every chunk in parallel; d <= 32, dv <= 63
+    "quadform_chunk": Provider("rebased", _ours("quadform_chunk"), lambda c: _chunked(c, c.d ** 2),
+                               unsupported=lambda c: (f"quadform_chunk: d = {c.d} > 32 or dv = {c.dv} > 63"
+                                                      if c.d > 32 or c.dv > 63 else None)),
     "sdpa": Provider("softmax", _sdpa, lambda c: sdpa_flops(c.batch, c.seq_len, c.heads, c.d, c.mode),
                      cuda=False, head_first=True),
     "fla_parallel_rebased": Provider("rebased", _fla_parallel_rebased, _quadratic, fla=True),

@@ -14,6 +14,9 @@ CUDA = torch.cuda.is_available()
 if not CUDA:
     os.environ["TRITON_INTERPRET"] = "1"
     for name in ("rebased_bench.kernels.polynomial.parallel_kernels", "rebased_bench.kernels.polynomial.parallel",
-                 "rebased_bench.kernels.polynomial.fused_chunk_kernels", "rebased_bench.kernels.polynomial.fused_chunk"):
+                 "rebased_bench.kernels.polynomial.fused_chunk_kernels", "rebased_bench.kernels.polynomial.fused_chunk",
+                 "rebased_bench.kernels.polynomial.quadform_chunk_kernels",
+                 "rebased_bench.kernels.polynomial.quadform_chunk",
+                 "rebased_bench.kernels.linear_ce.kernels", "rebased_bench.kernels.linear_ce.linear_ce"):
         if name in sys.modules:
             importlib.reload(sys.modules[name])
