@@ -32,7 +32,7 @@ def on_input_device(launcher):
     @functools.wraps(launcher)
     def guarded(*args, **kwargs):
         first = next(arg for arg in args if isinstance(arg, torch.Tensor))
-        if first.device.type != "cuda":
+        if first.device.type != "cuda" or first.device.index == torch.cuda.current_device():
             return launcher(*args, **kwargs)
         with torch.cuda.device(first.device):
             return launcher(*args, **kwargs)

@@ -1,5 +1,7 @@
-"""The polynomial attention kernels reach autograd and torch.compile as two custom ops each: opaque to the compiler,
-which fuses the projections and norms around them instead of tracing into the launchers."""
+"""The polynomial attention kernels reach autograd and torch.compile through one function per kernel: custom ops
+(opaque to the compiler, which fuses the projections and norms around them instead of tracing into the launchers)
+while torch.compile traces, a plain autograd.Function otherwise (a custom op costs ~50 us more per forward + backward
+on the host, which is most of a call at short sequences)."""
 
 from typing import Callable, Optional
 
@@ -9,7 +11,8 @@ import torch
 def attention_ops(name: str, fwd: Callable, bwd: Callable):
     """Register `fwd` (q, k, v, coeffs, scale, eps) -> (o, z) and `bwd` (q, k, v, o, z, do, coeffs, scale) ->
     (dq, dk, dv) as the ops rebased_bench::<name>_fwd and _bwd, with shapes for tracing and the autograd link;
-    returns the forward op. o: (B, T, H, dv) in v's dtype, z: (B, H, T) fp32; dq, dk, dv in q's, k's, v's dtypes."""
+    returns the differentiable forward, (q, k, v, coeffs, scale, eps) -> (o, z). o: (B, T, H, dv) in v's dtype,
+    z: (B, H, T) fp32 (not differentiable); dq, dk, dv in q's, k's, v's dtypes."""
 
     def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, coeffs: list[float], scale: Optional[float],
                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,4 +45,26 @@ def attention_ops(name: str, fwd: Callable, bwd: Callable):
         return (*bwd_op(q, k, v, o, z, do, ctx.coeffs, ctx.scale), None, None, None)
 
     fwd_op.register_autograd(link, setup_context=setup_context)
-    return fwd_op
+
+    class Eager(torch.autograd.Function):
+        """The same launchers under autograd without the custom-op dispatch."""
+
+        @staticmethod
+        def forward(ctx, q, k, v, coeffs, scale, eps):
+            o, z = fwd(q, k, v, coeffs, scale, eps)
+            ctx.save_for_backward(q, k, v, o, z)
+            ctx.coeffs, ctx.scale = coeffs, scale
+            ctx.mark_non_differentiable(z)
+            return o, z
+
+        @staticmethod
+        def backward(ctx, do, _dz):
+            q, k, v, o, z = ctx.saved_tensors
+            return (*bwd(q, k, v, o, z, do, ctx.coeffs, ctx.scale), None, None, None)
+
+    def attention(q, k, v, coeffs, scale, eps):
+        if torch.compiler.is_compiling():
+            return fwd_op(q, k, v, coeffs, scale, eps)
+        return Eager.apply(q, k, v, coeffs, scale, eps)
+
+    return attention
