@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .checkpoints import set_aside_if_unreadable, unreadable_as_error
 from .data.mqar import query_index
 from .files import save_torch
+from .kernels import linear_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,13 @@ def query_logits(model, inputs, labels, index=None):
 
 
 def query_loss(model, inputs, labels, index=None):
-    """Cross-entropy over the labelled (query) positions only (arguments as query_logits)."""
-    logits, targets = query_logits(model, inputs, labels, index)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+    """Cross-entropy over the labelled (query) positions only (arguments as query_logits).
+
+    The LM head and the loss are one op (linear_cross_entropy): on a GPU the (rows, vocab) logits never reach memory.
+    """
+    index = query_index(labels) if index is None else index
+    hidden = model.query_hidden(inputs, index)  # (batch, n, d_model)
+    return linear_cross_entropy(hidden.flatten(0, 1), model.head_weight, labels.gather(1, index).flatten())
 
 
 @torch.no_grad()

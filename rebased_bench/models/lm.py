@@ -79,16 +79,24 @@ class LanguageModel(nn.Module):
             hidden, residual = block(hidden, residual)
         return self.norm(hidden + residual)
 
+    def query_hidden(self, input_ids, query_index):
+        """Final hidden states (batch, n, d_model) at the positions query_index (batch, n) names."""
+        h = self.hidden(input_ids)
+        return h.gather(1, query_index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    @property
+    def head_weight(self):
+        """The LM head (vocab, d_model): tied to the token embedding."""
+        return self.embed.weight
+
     def forward(self, input_ids, query_index=None):
         """Logits (batch, seq_len, vocab), or (batch, n, vocab) at the positions query_index (batch, n) names.
 
         Only query positions carry MQAR labels, so projecting just those rows onto the vocabulary gives the
         same loss and accuracy as full logits at a fraction of the cost (tests/test_training.py checks it).
         """
-        h = self.hidden(input_ids)
-        if query_index is not None:
-            h = h.gather(1, query_index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (batch, n, d_model)
-        return h @ self.embed.weight.T
+        h = self.hidden(input_ids) if query_index is None else self.query_hidden(input_ids, query_index)
+        return h @ self.head_weight.T
 
 
 def _init_weights(module):
