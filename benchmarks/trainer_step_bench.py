@@ -1,141 +1,200 @@
-"""Time of one optimizer step of the MQAR trainer at the paper's batch (512), per mixer, shape and precision.
+"""Time of one optimizer step of the MQAR trainer, per mixer, shape, precision and variant.
 
-Variants of the same step (rebased_bench.training.optimizer_step on one batch of real MQAR data):
-- eager_paper: eager PyTorch, the paper's micro-batches (256/128/64 at seq_len 512/1024/2048);
-- eager_whole: eager, the whole batch at once;
-- compiled: what the trainer runs on a GPU: torch.compile of the loss (loss_function), the whole batch;
-- compiled_quadform: the same with the mixer's attention on the quadform path (kernels/polynomial/quadform.py)
-  in place of the Triton parallel kernel: what the step would take if the trainer used it;
-- compiled_fused_chunk: likewise with the fused chunked Triton kernel (kernels/polynomial/fused_chunk.py; d = 16).
-Median of CUDA-event timings after warm-up; peak memory; compile time (first step); --profile prints the top GPU
-kernels of the compiled step. Writes rows as JSON (--out) and prints a Markdown table last.
+A step is rebased_bench.training.optimizer_step on one batch of real MQAR data (forward, cross-entropy, backward,
+AdamW); the variants (benchmarks/trainer_variants.py, listed by --help) change how the loss is built, how the
+batch is split and which attention path the mixers take; `loop` times the real `train` loop instead. Median and
+min of `--repeats` steps after 3 warm-up steps (CUDA events on a GPU, the host clock on a CPU), peak memory, and
+first_step_s: the first step (compilation; for `loop` its whole first epoch). --profile prints the top CUDA
+kernels of each step variant and keeps them in its row (`profile`: name, cuda_time_total_us, count over
+`profile_steps` steps). Writes {env, rows} as JSON (--out), a Markdown table last.
 
-    python benchmarks/trainer_step_bench.py --out trainer_step_bench.json
-    python benchmarks/trainer_step_bench.py --cases rebased:64:1024 --precisions bf16 --profile
+    python benchmarks/trainer_step_bench.py --precisions bf16 --variants compiled --out bench_bf16.json
+    python benchmarks/trainer_step_bench.py --cases rebased:64:1024 --precisions bf16 --variants compiled --profile
+    python benchmarks/trainer_step_bench.py --device cpu --cases rebased:16:64 --batch 4 --repeats 2 \\
+        --precisions fp32 --variants eager_whole,paper,loop   # smoke test, seconds
 """
 
 import argparse
-import contextlib
 import json
+import statistics
 import time
-from unittest import mock
+import traceback
 
 import torch
 
 from rebased_bench.data.mqar import generate, paper_num_kv_pairs, query_index
 from rebased_bench.env import git_state
-from rebased_bench.kernels.polynomial.fused_chunk import fused_chunk_polynomial
-from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
-from rebased_bench.models.mixers import SCORE_COEFFS
 from rebased_bench.timing import time_calls
-from rebased_bench.training import TrainConfig, loss_function, micro_batch_size, optimizer_step, query_loss
+from rebased_bench.training import TrainConfig, micro_batch_size, optimizer_step, train
+from trainer_variants import VARIANTS
 
 CASES = "rebased:64:1024,based:64:1024,conv_attention:64:1024,rebased:128:2048,based:128:2048"
+LOOP_EPOCHS = 3  # timed epochs of `loop`, after one warm-up epoch
+PROFILE_STEPS = 3
 
 
 def log(*args):
     print(*args, flush=True)
 
 
-def quadform_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """polynomial_attention on the quadform path. q, k: (batch, seq_len, heads, d); v: (..., dv) -> (..., dv)."""
-    return quadform_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
+def sync(device):
+    """Wait for the GPU's queued work (nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def fused_chunk_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """polynomial_attention on fused_chunk. q, k: (batch, seq_len, heads, 16); v: (..., dv) -> (..., dv)."""
-    return fused_chunk_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
+def peak_memory(device):
+    """Peak bytes allocated on the GPU since the last reset; None on a CPU."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
-ATTENTION_PATHS = {"compiled_quadform": quadform_attention, "compiled_fused_chunk": fused_chunk_attention}
-
-
-def attention_path(variant):
-    """The context a variant's steps run in: the mixers' attention swapped for compiled_quadform's or
-    compiled_fused_chunk's."""
-    if variant in ATTENTION_PATHS:
-        return mock.patch("rebased_bench.models.mixers.polynomial_attention", ATTENTION_PATHS[variant])
-    return contextlib.nullcontext()
-
-
-def bench(mixer, d_model, seq_len, precision, variant, batch, repeats, profile):
-    """One row: the step's median/min ms, peak memory, first-step (compile) seconds."""
-    device = torch.device("cuda")
-    inputs, labels = (t.to(device) for t in generate(batch, seq_len, paper_num_kv_pairs(seq_len), seed=0))
-    index = query_index(labels)
+def fresh_model(mixer, d_model, seq_len, device):
+    """The 2-layer MQAR model, seeded, in training mode on `device`."""
     torch.manual_seed(0)
-    model = LanguageModel(ModelConfig(mixer, d_model, seq_len)).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
+    return LanguageModel(ModelConfig(mixer, d_model, seq_len)).to(device).train()
+
+
+def profiled(step, device):
+    """Print the top CUDA kernels of PROFILE_STEPS steps; return them as [{name, cuda_time_total_us, count}]."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(PROFILE_STEPS):
+            step()
+        sync(device)
+    averages = prof.key_averages()
+    log(averages.table(sort_by="device_time_total", row_limit=25, max_name_column_width=90))
+    kernels = sorted((e for e in averages if e.device_time_total > 0), key=lambda e: -e.device_time_total)
+    return [dict(name=e.key, cuda_time_total_us=e.device_time_total, count=e.count) for e in kernels]
+
+
+def bench_step(variant, mixer, d_model, seq_len, precision, batch, repeats, profile, device):
+    """One step variant's row: median/min ms, micro-batch, peak memory, first-step seconds, the profile if asked."""
+    inputs, labels = (t.to(device) for t in generate(batch, seq_len, paper_num_kv_pairs(seq_len), seed=0))
+    index = query_index(labels)  # (batch, queries)
+    model = fresh_model(mixer, d_model, seq_len, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=device.type == "cuda")
     config = TrainConfig(lr=1e-3, epochs=1, batch_size=batch, precision=precision)
-    micro = micro_batch_size(config, seq_len) if variant == "eager_paper" else batch
-    loss_fn = loss_function(device) if variant.startswith("compiled") else query_loss
+    micro = micro_batch_size(config, seq_len) if variant.paper_micro else batch
+    loss_fn = variant.loss(device)
 
     def step():
+        variant.before_step()
         optimizer_step(model, optimizer, loss_fn, inputs, labels, index, micro, precision)
 
-    torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     step()
-    torch.cuda.synchronize()
+    sync(device)
     first_s = time.perf_counter() - start
-    for _ in range(3):
-        step()
-    torch.cuda.reset_peak_memory_stats()
-    median, best = time_calls(step, device, warmup=0, repeats=repeats)
-    row = dict(mixer=mixer, d_model=d_model, seq_len=seq_len, precision=precision, variant=variant, batch=batch,
-               micro_batch=micro, median_ms=median, min_ms=best, first_step_s=first_s,
-               peak_mem_bytes=torch.cuda.max_memory_allocated())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    median, best = time_calls(step, device, warmup=3, repeats=repeats)
+    row = dict(micro_batch=micro, median_ms=median, min_ms=best, first_step_s=first_s,
+               peak_mem_bytes=peak_memory(device))
     if profile:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                step()
-            torch.cuda.synchronize()
-        log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90))
+        row.update(profile=profiled(step, device), profile_steps=PROFILE_STEPS)
     return row
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_loop(mixer, d_model, seq_len, precision, batch, repeats, device):
+    """The real loop's row: ms per step of `train`, `repeats` steps and one evaluation (batch examples) an
+    epoch, timed between the ends of its epochs: its first epoch (compilation, the whole-batch trial) and each
+    run's setup are per-run costs, not per-step ones."""
+    kv = paper_num_kv_pairs(seq_len)
+    train_data, test_data = generate(repeats * batch, seq_len, kv, seed=42), generate(batch, seq_len, kv, seed=52)
+    model = fresh_model(mixer, d_model, seq_len, device)
+    # early_stop_accuracy 1.0 is never exceeded, so every epoch runs
+    config = TrainConfig(lr=1e-3, epochs=1 + LOOP_EPOCHS, batch_size=batch, precision=precision,
+                         early_stop_accuracy=1.0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ends = []  # host clock at each epoch's end; train has read its loss and accuracy back by then
+    start = time.perf_counter()
+    result = train(model, train_data, test_data, config, device, on_epoch=lambda _: ends.append(time.perf_counter()))
+    per_step = [(b - a) * 1e3 / repeats for a, b in zip(ends, ends[1:])]
+    return dict(micro_batch=result["micro_batch_used"], median_ms=statistics.median(per_step), min_ms=min(per_step),
+                first_step_s=ends[0] - start, peak_mem_bytes=peak_memory(device))
+
+
+def first_line(exc):
+    """An exception's message up to its first line break (the table keeps one line per row)."""
+    return (str(exc).splitlines() or [""])[0]
+
+
+def bench(name, mixer, d_model, seq_len, precision, args, device):
+    """One row of the table: the case, then bench_step's or bench_loop's fields, or the error that stopped it."""
+    variant = VARIANTS[name]
+    row = dict(mixer=mixer, d_model=d_model, seq_len=seq_len, precision=precision, variant=name, batch=args.batch)
+    try:
+        with variant.attention():
+            if variant.loop:
+                row.update(bench_loop(mixer, d_model, seq_len, precision, args.batch, args.repeats, device))
+            else:
+                row.update(bench_step(variant, mixer, d_model, seq_len, precision, args.batch, args.repeats,
+                                      args.profile, device))
+    except torch.OutOfMemoryError as exc:
+        row["error"] = f"out of memory: {first_line(exc)}"
+    except Exception as exc:  # one failing variant (a compile error, say) keeps the other rows of the run
+        traceback.print_exc()
+        row["error"] = f"{type(exc).__name__}: {first_line(exc)}"
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def table(rows):
+    """The rows as Markdown lines."""
+    lines = ["| mixer | d_model | seq_len | precision | variant | micro | median ms | peak GiB | first step s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        case = f"| {r['mixer']} | {r['d_model']} | {r['seq_len']} | {r['precision']} | {r['variant']} |"
+        if "error" in r:
+            lines.append(f"{case} - | {r['error']} | | |")
+            continue
+        peak = "-" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.1f}"
+        lines.append(f"{case} {r['micro_batch']} | {r['median_ms']:.2f} | {peak} | {r['first_step_s']:.1f} |")
+    return lines
+
+
+def parse_args():
+    listing = "variants:\n" + "\n".join(f"  {name:<22} {v.doc}" for name, v in VARIANTS.items())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=listing,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=CASES, help="mixer:d_model:seq_len, comma separated")
-    parser.add_argument("--precisions", default="bf16,fp32")
-    parser.add_argument("--variants", default="eager_paper,eager_whole,compiled")
+    parser.add_argument("--precisions", default="bf16,fp32", help="bf16 (autocast) and/or fp32, comma separated")
+    parser.add_argument("--variants", default="eager_paper,eager_whole,compiled", help="comma separated, see below")
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--profile", action="store_true", help="top GPU kernels of each compiled bf16 step")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps (loop: steps an epoch)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--profile", action="store_true", help="top CUDA kernels of each step variant (CUDA only)")
     parser.add_argument("--out", help="write {env, rows} as JSON here")
     args = parser.parse_args()
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    if args.profile and torch.device(args.device).type != "cuda":
+        parser.error("--profile times CUDA kernels: it needs --device cuda")
+    return args
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device)
     commit, dirty = git_state()
-    env = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, git_commit=commit, git_dirty=dirty)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    env = dict(gpu=gpu, torch=torch.__version__, git_commit=commit, git_dirty=dirty)
     log(json.dumps(env))
     rows = []
     for case in args.cases.split(","):
         mixer, d_model, seq_len = case.split(":")
         for precision in args.precisions.split(","):
-            for variant in args.variants.split(","):
-                profile = args.profile and variant.startswith("compiled") and precision == "bf16"
-                try:
-                    with attention_path(variant):
-                        row = bench(mixer, int(d_model), int(seq_len), precision, variant, args.batch,
-                                    args.repeats, profile)
-                except torch.OutOfMemoryError as exc:
-                    row = dict(mixer=mixer, d_model=int(d_model), seq_len=int(seq_len), precision=precision,
-                               variant=variant, error=f"out of memory: {str(exc).splitlines()[0]}")
-                rows.append(row)
-                log(json.dumps(row))
-                torch.cuda.empty_cache()
+            for name in args.variants.split(","):
+                rows.append(bench(name, mixer, int(d_model), int(seq_len), precision, args, device))
+                log(json.dumps({k: v for k, v in rows[-1].items() if k != "profile"}))
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"env": env, "rows": rows}, f, indent=1)
-    log("| mixer | d_model | seq_len | precision | variant | micro | median ms | peak GiB | first step s |")
-    log("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "median_ms" in r:
-            log(f"| {r['mixer']} | {r['d_model']} | {r['seq_len']} | {r['precision']} | {r['variant']} | "
-                f"{r['micro_batch']} | {r['median_ms']:.2f} | {r['peak_mem_bytes'] / 2**30:.1f} | {r['first_step_s']:.1f} |")
-        else:
-            log(f"| {r['mixer']} | {r['d_model']} | {r['seq_len']} | {r['precision']} | {r['variant']} | - | "
-                f"{r['error']} | | |")
+    log("\n".join(table(rows)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from .recurrent_kernels import selective_scan_bwd_kernel, selective_scan_fwd_ker
 INTERPRET = interpreted(selective_scan_fwd_kernel)
 # BD channels per program, CHUNK steps between stored states, STAGES of pipelined loads. GPU: one warp per program
 # keeps every reduction inside the warp, and 16 channels make 1024 programs at the benchmark's batch 64 x d_inner
-# 256. Chosen on an NVIDIA H100 at that shape (fp32 inputs, forward + backward; benchmarks/step_bench.py's sweep
+# 256. Chosen on an NVIDIA H100 at that shape (fp32 inputs, forward + backward; benchmarks/scan_bench.py's sweep
 # of launch configs at commit edd9834 with STAGES added, not in a published result set): STAGES 3 took the scan
 # from 5.73 to 3.83 ms (STAGES 2: 5.88); CHUNK 16 or 64 and BD 8 were within 3% of this config.
 # Interpreter: small, so that short test sequences cross several chunks and odd widths several blocks.

@@ -12,7 +12,7 @@ from .recurrent_kernels import wkv_bwd_kernel, wkv_fwd_kernel
 
 INTERPRET = interpreted(wkv_fwd_kernel)
 # BC channels per program: one warp of 32 channels, one channel per thread as in the official kernel; STAGES of
-# pipelined loads. Chosen on an NVIDIA H100 at benchmarks/step_bench.py's shape (fp32 inputs, forward + backward;
+# pipelined loads. Chosen on an NVIDIA H100 at benchmarks/scan_bench.py's shape (fp32 inputs, forward + backward;
 # its sweep of launch configs at commit edd9834 with STAGES added, not in a published result set): STAGES 3 took
 # WKV from 3.42 to 2.14 ms (STAGES 2: 3.81); BC 16 or 64 were within 2%.
 # Interpreter: 8, so that odd widths cross several blocks.
