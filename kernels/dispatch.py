@@ -4,37 +4,22 @@ from .linear_ce.linear_ce import linear_cross_entropy as linear_cross_entropy_tr
 from .linear_ce.naive import naive_linear_cross_entropy
 from .polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based
-from .polynomial.quadform_chunk import quadform_chunk_polynomial
 from .rebased_chunk.dispatch import rebased_attention
 from .selective_scan import selective_scan_chunked, selective_scan_triton
 from .wkv import wkv_chunked, wkv_triton
 
 NAIVE_OPS = {"rebased": naive_parallel_rebased, "based": naive_parallel_based}
 TRITON_OPS = {"rebased": rebased_attention, "based": parallel_based}  # rebased: parallel or chunked by length
-COEFFS = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}
-# Small value heads (the MQAR model's d_model // 12) leave the parallel kernels with a full score tile per key for
-# almost no value work; from these sizes on the chunked quadratic form is faster (NVIDIA H200, bf16, batch 512,
-# 12 heads, d 16: benchmarks/quadform_chunk_bench.py).
-QUADFORM_MAX_D, QUADFORM_MAX_DV, QUADFORM_MIN_SEQ_LEN = 32, 31, 256
-
-
-def uses_quadform_chunk(seq_len, d, dv):
-    """True when polynomial_attention takes the chunked quadratic-form kernel on CUDA."""
-    return d <= QUADFORM_MAX_D and dv <= QUADFORM_MAX_DV and seq_len >= QUADFORM_MIN_SEQ_LEN
-
-
+COEFFS = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}  # score -> (c0, c1, c2) for the kernels that take them
 def polynomial_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
     """Causal normalized polynomial attention; score is "rebased" (s^2) or "based" (1 + s + s^2/2).
 
     q, k: (batch, seq_len, heads, d); v: (batch, seq_len, heads, dv) -> (batch, seq_len, heads, dv).
-    CUDA tensors go to a Triton kernel (the chunked quadratic form for small value heads, else the parallel or
-    chunked ReBased kernels), anything else to the naive PyTorch reference.
+    CUDA tensors go to the Triton parallel kernels (ReBased: parallel or chunked by length), anything else to the
+    naive PyTorch reference.
     """
-    if not q.is_cuda:
-        return NAIVE_OPS[score](q, k, v, scale=scale, eps=eps)
-    if uses_quadform_chunk(q.shape[1], q.shape[-1], v.shape[-1]):
-        return quadform_chunk_polynomial(q, k, v, COEFFS[score], scale=scale, eps=eps)
-    return TRITON_OPS[score](q, k, v, scale=scale, eps=eps)
+    ops = TRITON_OPS if q.is_cuda else NAIVE_OPS
+    return ops[score](q, k, v, scale=scale, eps=eps)
 
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk_size=None):

@@ -58,16 +58,12 @@ def path_taken(c) -> str:
     """The kernel a case's provider runs: the provider itself, or for `dispatch` the one it picks."""
     if c.provider != "dispatch":
         return c.provider
-    from ..kernels.dispatch import uses_quadform_chunk
     from ..kernels.rebased_chunk.dispatch import use_chunked
-    if uses_quadform_chunk(c.seq_len, c.d, c.dv):
-        return "quadform_chunk"
     return "chunk" if use_chunked(c.seq_len, c.d, c.mode == "fwd_bwd", c.batch * c.heads) else "parallel"
 
 
 def _dispatch_flops(c):
-    path = path_taken(c)
-    return _quadratic(c) if path == "parallel" else _chunked(c, c.d ** 2 if path == "quadform_chunk" else None)
+    return _chunked(c) if path_taken(c) == "chunk" else _quadratic(c)
 
 
 def _fla_parallel_rebased():
