@@ -107,8 +107,7 @@ def quadform_chunk_bwd(q, k, v, o, z, do, coeffs, scale=None):
     NC = triton.cdiv(T, dims["BT"])
     dop = empty((B * H, T, BVP), dtype=torch.float32, device=q.device)  # do' = [do / z, -delta, 0...]
     quadform_bwd_prep_kernel[(B * H, NC)](
-        o, do, z, dop, *o.stride()[:3], *do.stride()[:3], T, H, V=V, BT=dims["BT"], BVP=BVP,
-        ROUND=v.dtype == torch.bfloat16, INTERPRET=INTERPRET,
+        o, do, z, dop, *o.stride()[:3], *do.stride()[:3], T, H, V=V, BT=dims["BT"], BVP=BVP, INTERPRET=INTERPRET,
     )
     w, s1, _ = _states(k, v, v.stride()[:3], V, True, False, linear, dims)
     u, r1, r0 = _states(q, dop, (H * T * BVP, BVP, T * BVP), V + 1, False, True, linear, dims)

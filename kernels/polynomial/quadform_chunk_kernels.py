@@ -31,7 +31,7 @@ Products follow parallel_kernels.py's _mm: 16-bit operands meet in bf16 when the
 import triton
 import triton.language as tl
 
-from .parallel_kernels import _cast, _mm
+from .parallel_kernels import _cast, _like_dot, _mm
 
 
 @triton.jit
@@ -72,12 +72,13 @@ def quadform_state_kernel(
     o_w = tl.arange(0, BW)
     x += i_b.to(tl.int64) * s_xb + i_h * s_xh
     y += i_b.to(tl.int64) * s_yb + i_h * s_yh
-    # the repeated tiles read x[t, i] and y'[t, c] for column (i, c) straight from memory (the same rows: L1 hits)
-    o_xi = i_w * NI + o_w // BV
-    o_yc = o_w % BV
     p_w = w + i_bh.to(tl.int64) * NC * (BK * BK * BV) + o_k[:, None] * (BK * BV) + i_w * BW + o_w[None, :]
     p_s1 = s1 + i_bh.to(tl.int64) * NC * (BK * BVP) + o_k[:, None] * BVP + o_v[None, :]
     p_s0 = s0 + i_bh.to(tl.int64) * NC * BVP + o_v
+    # x_ti and y'_tc repeated over the slice's columns (i, c) by 0/1 products: exact for 16-bit x and for bf16 or
+    # tf32-rounded y (the prep kernel rounds do / z so); -delta and fp32 x are rounded to tf32 there
+    b_e = _repeat_rows(o_k, o_w, i_w, NI, BV)  # [BK, BW]
+    b_f = _repeat_cols(o_v, o_w, BV)  # [BVP, BW]
     b_w = tl.zeros([BK, BW], dtype=tl.float32)
     b_s1 = tl.zeros([BK, BVP], dtype=tl.float32)
     b_s0 = tl.zeros([BVP], dtype=tl.float32)
@@ -86,21 +87,17 @@ def quadform_state_kernel(
         o_r = i_c * BT + o_t
         m_r = o_r < T
         tl.store(p_w + i_c * (BK * BK * BV), b_w)
-        b_xt = tl.load(x + o_r[None, :] * s_xt + o_k[:, None], mask=(o_k < K)[:, None] & m_r[None, :], other=0)
-        b_xr = tl.load(x + o_r[:, None] * s_xt + o_xi[None, :], mask=m_r[:, None] & (o_xi < K)[None, :], other=0)
-        b_yr = tl.load(y + o_r[:, None] * s_yt + o_yc[None, :], mask=m_r[:, None] & (o_yc < YW)[None, :], other=0)
-        b_yr = b_yr.to(tl.float32)
+        b_x = _load_rows(x, o_r, m_r, s_xt, o_k, K)  # [BT, BK]
+        b_y = _load_rows(y, o_r, m_r, s_yt, o_v, YW).to(tl.float32)  # [BT, BVP]
         if ONES:
-            b_yr = tl.where(m_r[:, None] & (o_yc == YW)[None, :], 1.0, b_yr)
-        b_w += _mm(b_xt, b_xr.to(tl.float32) * b_yr, INTERPRET)  # [BK, BT] @ [BT, BW]
+            b_y = tl.where(m_r[:, None] & (o_v == YW)[None, :], 1.0, b_y)
+        b_xy = _mm(b_x, b_e.to(b_x.dtype), INTERPRET) * _mm(b_y, b_f, INTERPRET)  # [BT, BW]: x_ti y'_tc
+        b_w += _mm(tl.trans(b_x), b_xy, INTERPRET)  # [BK, BT] @ [BT, BW]
         if LINEAR:
             m_first = o_v + i_w * BVP < BVP  # [BVP], all true in slice 0 only
             tl.store(p_s1 + i_c * (BK * BVP), b_s1, mask=(o_k < BK)[:, None] & m_first[None, :])
             tl.store(p_s0 + i_c * BVP, b_s0, mask=m_first)
-            b_y = _load_rows(y, o_r, m_r, s_yt, o_v, YW).to(tl.float32)
-            if ONES:
-                b_y = tl.where(m_r[:, None] & (o_v == YW)[None, :], 1.0, b_y)
-            b_s1 += _mm(b_xt.to(tl.float32), b_y, INTERPRET)
+            b_s1 += _mm(tl.trans(b_x).to(tl.float32), b_y, INTERPRET)
             b_s0 += tl.sum(b_y, 0)
 
 
@@ -151,10 +148,10 @@ def quadform_fwd_kernel(
 @triton.jit
 def quadform_bwd_prep_kernel(
     o, do, z, dop, s_ob, s_ot, s_oh, s_db, s_dt, s_dh, T, H,
-    V: tl.constexpr, BT: tl.constexpr, BVP: tl.constexpr, ROUND: tl.constexpr, INTERPRET: tl.constexpr,
+    V: tl.constexpr, BT: tl.constexpr, BVP: tl.constexpr, INTERPRET: tl.constexpr,
 ):
-    """do' (B*H, T, BVP) fp32: columns < V hold do / z (ROUND: rounded to bf16, as the products read it beside bf16
-    values), column V holds -delta = -(do / z) . o over those same rounded values, zeros after."""
+    """do' (B*H, T, BVP) fp32: columns < V hold do / z rounded as the products read it beside v (bf16 for bf16 v,
+    else tf32), column V holds -delta = -(do / z) . o over those same rounded values, zeros after."""
     i_bh, i_t = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     o_r = i_t * BT + tl.arange(0, BT)
@@ -163,8 +160,7 @@ def quadform_bwd_prep_kernel(
     b_o = _load_rows(o + i_b.to(tl.int64) * s_ob + i_h * s_oh, o_r, m_r, s_ot, o_v, V).to(tl.float32)
     b_do = _load_rows(do + i_b.to(tl.int64) * s_db + i_h * s_dh, o_r, m_r, s_dt, o_v, V).to(tl.float32)
     b_dos = b_do / tl.load(z + i_bh.to(tl.int64) * T + o_r, mask=m_r, other=1.0)[:, None]
-    if ROUND:
-        b_dos = _cast(b_dos, tl.bfloat16, INTERPRET).to(tl.float32)
+    b_dos = _like_dot(b_dos, tl.zeros([1], dtype=o.dtype.element_ty), True, INTERPRET).to(tl.float32)
     b_delta = tl.sum(b_dos * b_o, 1)
     b_dop = tl.where((o_v == V)[None, :], -b_delta[:, None], b_dos)
     tl.store(dop + i_bh.to(tl.int64) * T * BVP + o_r[:, None] * BVP + o_v[None, :], b_dop, mask=m_r[:, None])
