@@ -53,6 +53,15 @@ def _load_rows(p, o_r, m_r, s_t, o_c, C):
 
 
 @triton.jit
+def _load_chunk(q, k, v, i_b, i_h, s_qb, s_qt, s_qh, s_kb, s_kt, s_kh, s_vb, s_vt, s_vh, o_r, m_r, o_k, o_v, K, V):
+    """One chunk's rows o_r of (batch i_b, head i_h): q, k [BT, BK] and v [BT, BVP], zeros past T, K and V."""
+    b_q = _load_rows(q + i_b.to(tl.int64) * s_qb + i_h * s_qh, o_r, m_r, s_qt, o_k, K)
+    b_k = _load_rows(k + i_b.to(tl.int64) * s_kb + i_h * s_kh, o_r, m_r, s_kt, o_k, K)
+    b_v = _load_rows(v + i_b.to(tl.int64) * s_vb + i_h * s_vh, o_r, m_r, s_vt, o_v, V)
+    return b_q, b_k, b_v
+
+
+@triton.jit
 def quadform_state_kernel(
     x, y, w, s1, s0,
     s_xb, s_xt, s_xh, s_yb, s_yt, s_yh,
@@ -120,9 +129,8 @@ def quadform_fwd_kernel(
     o_w = tl.arange(0, BW)
     o_r = i_c * BT + o_t
     m_r = o_r < T
-    b_q = _load_rows(q + i_b.to(tl.int64) * s_qb + i_h * s_qh, o_r, m_r, s_qt, o_k, K)  # [BT, BK]
-    b_k = _load_rows(k + i_b.to(tl.int64) * s_kb + i_h * s_kh, o_r, m_r, s_kt, o_k, K)
-    b_v = _load_rows(v + i_b.to(tl.int64) * s_vb + i_h * s_vh, o_r, m_r, s_vt, o_v, V)  # [BT, BVP]
+    b_q, b_k, b_v = _load_chunk(q, k, v, i_b, i_h, s_qb, s_qt, s_qh, s_kb, s_kt, s_kh, s_vb, s_vt, s_vh, o_r, m_r, o_k,
+                                o_v, K, V)
     b_v = tl.where(m_r[:, None] & (o_v == V)[None, :], 1.0, b_v).to(b_v.dtype)  # v' = [v, 1]
     # this chunk: the causal scores
     b_x = _mm(b_q, tl.trans(b_k), INTERPRET)
@@ -185,9 +193,8 @@ def quadform_bwd_kernel(
     o_w = tl.arange(0, BW)
     o_r = i_c * BT + o_t
     m_r = o_r < T
-    b_q = _load_rows(q + i_b.to(tl.int64) * s_qb + i_h * s_qh, o_r, m_r, s_qt, o_k, K)  # [BT, BK]
-    b_k = _load_rows(k + i_b.to(tl.int64) * s_kb + i_h * s_kh, o_r, m_r, s_kt, o_k, K)
-    b_v = _load_rows(v + i_b.to(tl.int64) * s_vb + i_h * s_vh, o_r, m_r, s_vt, o_v, V)  # [BT, BVP]
+    b_q, b_k, b_v = _load_chunk(q, k, v, i_b, i_h, s_qb, s_qt, s_qh, s_kb, s_kt, s_kh, s_vb, s_vt, s_vh, o_r, m_r, o_k,
+                                o_v, K, V)
     b_dop = _load_rows(dop + i_bh.to(tl.int64) * T * BVP, o_r, m_r, BVP, o_v, BVP)  # fp32 [BT, BVP]
     b_dos = tl.where((o_v < V)[None, :], b_dop, 0)
     if b_v.dtype == tl.bfloat16:
