@@ -19,6 +19,22 @@ from ..polynomial.parallel_kernels import _cast, _mm
 
 
 @triton.jit
+def _rows(h, t, o_m, m_m, o_d, m_d, s_h):
+    """The hidden rows o_m [BM, BD] and their targets [BM]; rows past N load as zeros."""
+    b_h = tl.load(h + o_m[:, None].to(tl.int64) * s_h + o_d[None, :], mask=m_m[:, None] & m_d[None, :], other=0)
+    return b_h, tl.load(t + o_m, mask=m_m, other=0)
+
+
+@triton.jit
+def _logit_tile(b_h, w, i_n, s_w, V, o_d, m_d, BN: tl.constexpr, INTERPRET: tl.constexpr):
+    """Vocab tile i_n..i_n+BN: its indices and mask, its W rows [BN, BD] and the logits b_h W^T [BM, BN]."""
+    o_n = i_n + tl.arange(0, BN)
+    m_n = o_n < V
+    b_w = tl.load(w + o_n[:, None] * s_w + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0)
+    return o_n, m_n, b_w, _mm(b_h, tl.trans(b_w), INTERPRET)
+
+
+@triton.jit
 def linear_ce_fwd_kernel(
     h, w, t, lse, loss, s_h, s_w, N, V,
     D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, INTERPRET: tl.constexpr,
@@ -28,17 +44,12 @@ def linear_ce_fwd_kernel(
     o_m = i_m * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m_m, m_d = o_m < N, o_d < D
-    p_h = h + o_m[:, None].to(tl.int64) * s_h + o_d[None, :]
-    b_h = tl.load(p_h, mask=m_m[:, None] & m_d[None, :], other=0)  # [BM, BD]
-    b_t = tl.load(t + o_m, mask=m_m, other=0)  # [BM]
+    b_h, b_t = _rows(h, t, o_m, m_m, o_d, m_d, s_h)  # [BM, BD], [BM]
     b_max = tl.full([BM], float("-inf"), dtype=tl.float32)
     b_sum = tl.zeros([BM], dtype=tl.float32)
     b_zt = tl.zeros([BM], dtype=tl.float32)
     for i_n in range(0, V, BN):
-        o_n = i_n + tl.arange(0, BN)
-        m_n = o_n < V
-        b_w = tl.load(w + o_n[:, None] * s_w + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0)  # [BN, BD]
-        b_z = _mm(b_h, tl.trans(b_w), INTERPRET)  # [BM, BN]
+        o_n, m_n, b_w, b_z = _logit_tile(b_h, w, i_n, s_w, V, o_d, m_d, BN, INTERPRET)  # b_z [BM, BN]
         # padded vocab columns weigh exp(-inf) = 0; every tile has at least one real column, so b_new is finite
         b_z = tl.where(m_n[None, :], b_z, float("-inf"))
         b_new = tl.maximum(b_max, tl.max(b_z, 1))
@@ -69,16 +80,11 @@ def linear_ce_bwd_dh_kernel(
     o_m = i_m * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m_m, m_d = o_m < N, o_d < D
-    p_h = h + o_m[:, None].to(tl.int64) * s_h + o_d[None, :]
-    b_h = tl.load(p_h, mask=m_m[:, None] & m_d[None, :], other=0)  # [BM, BD]
-    b_t = tl.load(t + o_m, mask=m_m, other=0)
+    b_h, b_t = _rows(h, t, o_m, m_m, o_d, m_d, s_h)  # [BM, BD], [BM]
     b_lse = tl.load(lse + o_m, mask=m_m, other=0)
     b_dh = tl.zeros([BM, BD], dtype=tl.float32)
     for i_n in range(0, V, BN):
-        o_n = i_n + tl.arange(0, BN)
-        m_n = o_n < V
-        b_w = tl.load(w + o_n[:, None] * s_w + o_d[None, :], mask=m_n[:, None] & m_d[None, :], other=0)  # [BN, BD]
-        b_z = _mm(b_h, tl.trans(b_w), INTERPRET)  # [BM, BN]
+        o_n, m_n, b_w, b_z = _logit_tile(b_h, w, i_n, s_w, V, o_d, m_d, BN, INTERPRET)  # b_z [BM, BN]
         b_dz = _dlogits(b_z, b_lse[:, None], b_t[:, None], o_n[None, :], m_n[None, :])
         b_dh += _mm(b_dz, b_w, INTERPRET)
     # g / N read on the device: no host sync for the upstream gradient
@@ -104,9 +110,7 @@ def linear_ce_bwd_dw_kernel(
     for i_m in range(i_s * BM, N, tl.num_programs(1) * BM):
         o_m = i_m + tl.arange(0, BM)
         m_m = o_m < N
-        p_h = h + o_m[:, None].to(tl.int64) * s_h + o_d[None, :]
-        b_h = tl.load(p_h, mask=m_m[:, None] & m_d[None, :], other=0)  # [BM, BD]
-        b_t = tl.load(t + o_m, mask=m_m, other=0)
+        b_h, b_t = _rows(h, t, o_m, m_m, o_d, m_d, s_h)  # [BM, BD], [BM]
         b_lse = tl.load(lse + o_m, mask=m_m, other=0)
         b_zt = _mm(b_w, tl.trans(b_h), INTERPRET)  # [BN, BM]
         b_dzt = _dlogits(b_zt, b_lse[None, :], b_t[None, :], o_n[:, None], m_n[:, None])
