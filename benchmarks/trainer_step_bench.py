@@ -157,7 +157,7 @@ def table(rows):
 
 
 def parse_args():
-    listing = "variants:\n" + "\n".join(f"  {name:<22} {v.doc}" for name, v in VARIANTS.items())
+    listing = "variants:\n" + "\n".join(f"  {name:<24} {v.doc}" for name, v in VARIANTS.items())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=listing,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=CASES, help="mixer:d_model:seq_len, comma separated")

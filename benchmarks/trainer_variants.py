@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from rebased_bench.data.mqar import IGNORE_INDEX
-from rebased_bench.kernels import naive_parallel_based, naive_parallel_rebased
-from rebased_bench.kernels.dispatch import TRITON_OPS
+from rebased_bench.kernels.dispatch import NAIVE_OPS, TRITON_OPS
 from rebased_bench.kernels.polynomial.fused_chunk import fused_chunk_polynomial
 from rebased_bench.kernels.polynomial.quadform import quadform_polynomial
+from rebased_bench.kernels.polynomial.quadform_chunk import quadform_chunk_polynomial
 from rebased_bench.models.mixers import SCORE_COEFFS
-from rebased_bench.training import loss_function, query_loss
+from rebased_bench.training import loss_function, query_logits, query_loss
 
 
 def eager(device):
@@ -51,31 +51,19 @@ def full_logits_loss(model, inputs, labels, index=None):
 def logits_loss(model, inputs, labels, index):
     """query_loss with the LM head and the cross-entropy apart: the (rows, vocab) logits materialized, as the trainer
     ran before the fused linear cross-entropy."""
-    logits = model(inputs, index)  # (batch, n, vocab)
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.gather(1, index).flatten())
+    logits, targets = query_logits(model, inputs, labels, index)  # (batch, n, vocab), (batch, n)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-def parallel_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """The parallel (quadratic) kernels, as the mixers ran before the chunked quadratic form took small value heads.
-    q, k: (batch, seq_len, heads, d); v: (..., dv) -> (..., dv)."""
-    return TRITON_OPS[score](q, k, v, scale=scale, eps=eps)
+def by_score(ops):
+    """The mixers' polynomial_attention signature over a table score -> op(q, k, v, scale=, eps=) (the dispatch's
+    NAIVE_OPS or TRITON_OPS). q, k: (batch, seq_len, heads, d); v: (..., dv) -> (..., dv)."""
+    return lambda q, k, v, score="rebased", scale=None, eps=1e-12: ops[score](q, k, v, scale=scale, eps=eps)
 
 
-def naive_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """The paper's path: the materialized seq_len x seq_len PyTorch form. q, k: (batch, seq_len, heads, d);
-    v: (..., dv) -> (..., dv)."""
-    op = naive_parallel_rebased if score == "rebased" else naive_parallel_based
-    return op(q, k, v, scale=scale, eps=eps)
-
-
-def quadform_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """The quadform path (kernels/polynomial/quadform.py). q, k: (batch, seq_len, heads, d); v: (..., dv)."""
-    return quadform_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
-
-
-def fused_chunk_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    """The fused chunked Triton kernel (kernels/polynomial/fused_chunk.py). q, k: (batch, seq_len, heads, 16)."""
-    return fused_chunk_polynomial(q, k, v, SCORE_COEFFS[score], scale, eps)
+def with_coeffs(op):
+    """The same signature over op(q, k, v, coeffs, scale, eps), given the score's coefficients (SCORE_COEFFS)."""
+    return lambda q, k, v, score="rebased", scale=None, eps=1e-12: op(q, k, v, SCORE_COEFFS[score], scale, eps)
 
 
 def attention(op):
@@ -104,15 +92,15 @@ VARIANTS = {
     "eager_paper": Variant("eager, the paper's micro-batches", paper_micro=True),
     "eager_whole": Variant("eager, the whole batch at once"),
     "compiled": Variant("what the trainer runs on a GPU: its compiled loss, the whole batch", trainer_compiled),
-    "compiled_parallel": Variant("compiled, attention on the parallel kernels", trainer_compiled,
-                                 attention=attention(parallel_attention)),
     "compiled_logits": Variant("compiled, logits materialized for the cross-entropy", compiled(loss=logits_loss)),
-    "compiled_before": Variant("compiled, both: the step before the chunked quadratic form and the fused loss",
-                               compiled(loss=logits_loss), attention=attention(parallel_attention)),
+    "compiled_before": Variant("compiled, the step before the fused loss: logits materialized, parallel kernels",
+                               compiled(loss=logits_loss), attention=attention(by_score(TRITON_OPS))),
     "compiled_quadform": Variant("compiled, attention on quadform", trainer_compiled,
-                                 attention=attention(quadform_attention)),
+                                 attention=attention(with_coeffs(quadform_polynomial))),
     "compiled_fused_chunk": Variant("compiled, attention on the fused chunked kernel (d = 16)", trainer_compiled,
-                                    attention=attention(fused_chunk_attention)),
+                                    attention=attention(with_coeffs(fused_chunk_polynomial))),
+    "compiled_quadform_chunk": Variant("compiled, attention on the chunked quadratic-form kernel", trainer_compiled,
+                                       attention=attention(with_coeffs(quadform_chunk_polynomial))),
     "compiled_max_autotune": Variant("compiled with mode max-autotune-no-cudagraphs",
                                      compiled("max-autotune-no-cudagraphs")),
     # CUDA graphs reuse their output buffers: each step is marked as a new one, so the previous step's outputs
@@ -120,6 +108,6 @@ VARIANTS = {
     "compiled_cudagraphs": Variant("compiled with mode reduce-overhead (CUDA graphs)", compiled("reduce-overhead"),
                                    before_step=torch.compiler.cudagraph_mark_step_begin),
     "paper": Variant("the paper's protocol (with fp32): all logits, naive attention, the paper's micro-batches",
-                     lambda device: full_logits_loss, paper_micro=True, attention=attention(naive_attention)),
+                     lambda device: full_logits_loss, paper_micro=True, attention=attention(by_score(NAIVE_OPS))),
     "loop": Variant("the real `train` loop per step: data handling, per-epoch evaluation, host syncs", loop=True),
 }

@@ -2,7 +2,7 @@
 
 from .linear_ce.linear_ce import linear_cross_entropy as linear_cross_entropy_triton
 from .linear_ce.naive import naive_linear_cross_entropy
-from .polynomial.naive import BASED_COEFFS, REBASED_COEFFS, naive_parallel_based, naive_parallel_rebased
+from .polynomial.naive import naive_parallel_based, naive_parallel_rebased
 from .polynomial.parallel import parallel_based
 from .rebased_chunk.dispatch import rebased_attention
 from .selective_scan import selective_scan_chunked, selective_scan_triton
@@ -10,7 +10,8 @@ from .wkv import wkv_chunked, wkv_triton
 
 NAIVE_OPS = {"rebased": naive_parallel_rebased, "based": naive_parallel_based}
 TRITON_OPS = {"rebased": rebased_attention, "based": parallel_based}  # rebased: parallel or chunked by length
-COEFFS = {"rebased": REBASED_COEFFS, "based": BASED_COEFFS}  # score -> (c0, c1, c2) for the kernels that take them
+
+
 def polynomial_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
     """Causal normalized polynomial attention; score is "rebased" (s^2) or "based" (1 + s + s^2/2).
 

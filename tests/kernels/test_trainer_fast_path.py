@@ -16,13 +16,14 @@ from rebased_bench.kernels.linear_ce.linear_ce import linear_cross_entropy as tr
 from rebased_bench.kernels.linear_ce.naive import naive_linear_cross_entropy
 from rebased_bench.kernels.polynomial.quadform_chunk import quadform_chunk_polynomial
 from rebased_bench.models.lm import LanguageModel, ModelConfig
+from rebased_bench.models.mixers import SCORE_COEFFS
 from rebased_bench.training import query_loss
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def triton_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
-    return quadform_chunk_polynomial(q, k, v, dispatch.COEFFS[score], scale=scale, eps=eps)
+    return quadform_chunk_polynomial(q, k, v, SCORE_COEFFS[score], scale=scale, eps=eps)
 
 
 def naive_attention(q, k, v, score="rebased", scale=None, eps=1e-12):
