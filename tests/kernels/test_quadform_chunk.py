@@ -34,6 +34,14 @@ def test_outputs_and_gradients_match_the_reference(score, dtype, T, DV):
     check(score, 2, T, 3, 16, DV, dtype, dtype, seed=T + DV)
 
 
+# the trainer's dtypes under autocast (ReBased's q, k fp32 from its LayerNorm, Based's bf16; v bf16) over many
+# chunks: on the GPU the MQAR shape (seq_len 1024: 16 chunks of 64, 12 heads), here 7 chunks of 16
+@pytest.mark.parametrize("score,dtype_qk", [("rebased", "fp32"), ("based", "bf16")])
+def test_many_chunks_in_the_trainers_dtypes(score, dtype_qk):
+    B, T, H = (2, 1024, 12) if DEVICE == "cuda" else (1, 100, 2)
+    check(score, B, T, H, 16, 5, dtype_qk, "bf16", seed=7)
+
+
 @pytest.mark.parametrize("dtype_qk,dtype_v", [("fp16", "fp16"), ("fp32", "bf16"), ("fp32", "fp16")])
 def test_mixed_dtypes(dtype_qk, dtype_v):
     """fp16, and the autocast mix (fp32 q, k from a LayerNorm; 16-bit values)."""
