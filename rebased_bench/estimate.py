@@ -55,8 +55,7 @@ def trainings(case) -> list[mqar.MqarCase] | None:
     """The MQAR models a case trains: an mqar or ablate case its own; an iou case those of its two models not yet
     kept as checkpoints. None for a kind that trains nothing."""
     if isinstance(case, iou.IouCase):
-        models = [case.mqar_case(mixer) for mixer in (case.model.mixer, case.reference_mixer)]
-        return [model for model in models if case.checkpoint_dir is None
+        return [model for model in case.mqar_cases() if case.checkpoint_dir is None
                 or not checkpoint_path(case.checkpoint_dir, mqar.KIND.name, model).exists()]
     return [case] if isinstance(case, mqar.MqarCase) else None
 

@@ -233,14 +233,14 @@ def test_a_corrupt_checkpoint_is_named_and_trained_again(tmp_path):
     case = IouCase.from_flat({"mixer": "rebased", "d_model": 16, "seq_len": 32, "num_kv_pairs": 4, "vocab_size": 64,
                               "lr": 1e-2, "seed": 0, "epochs": 1, "train_examples": 64, "test_examples": 16,
                               "batch_size": 16, "checkpoint_dir": str(tmp_path), "map_dir": str(tmp_path)})
-    _, path = trained_model(case, "rebased", torch.device("cpu"))
+    _, path = trained_model(case.mqar_cases()[0], torch.device("cpu"))
     checkpoint = Path(path)
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # torn
     with pytest.raises(UnreadableFile, match=rf"checkpoint {checkpoint} is unreadable \(.*\); moved to "
                                              rf"{checkpoint}.unreadable, the next run trains it again"):
-        trained_model(case, "rebased", torch.device("cpu"))
+        trained_model(case.mqar_cases()[0], torch.device("cpu"))
     assert not checkpoint.exists()
-    model, _ = trained_model(case, "rebased", torch.device("cpu"))  # trained again
+    model, _ = trained_model(case.mqar_cases()[0], torch.device("cpu"))  # trained again
     assert checkpoint.exists() and not model.training
 
 

@@ -19,6 +19,8 @@ EXAMPLES = """[b]Examples[/b]\n
 
 TopKOpt = Annotated[Optional[int], typer.Option(
     "--top-k", help="Key set of a query row: its k largest weights (default 1). Excludes --mass.")]
+ReferenceLrOpt = Annotated[Optional[float], typer.Option(
+    "--reference-lr", help="The reference's lr (default: each case's own), e.g. one softmax model for every mixer.")]
 MassOpt = Annotated[Optional[float], typer.Option(
     "--mass", help="Key set of a query row: the fewest keys holding this share of it, e.g. 0.9. Excludes --top-k.")]
 
@@ -31,7 +33,7 @@ def iou(ctx: typer.Context, suite: SuiteOpt = "iou-quick", mixers: MixersOpt = N
         force: ForceOpt = False, retry_errors: RetryErrorsOpt = False, format: FormatOpt = Format.table,
         executor: ExecutorOpt = Executor.local,
         ray_address: RayAddressOpt = None, gpus_per_case: GpusPerCaseOpt = None,
-        top_k: TopKOpt = None, mass: MassOpt = None,
+        top_k: TopKOpt = None, mass: MassOpt = None, reference_lr: ReferenceLrOpt = None,
         max_cases: MaxCasesOpt = MAX_CASES):
     """Attention-map IoU of linear models vs softmax attention (conv_attention) and vs the oracle, on MQAR.
 

@@ -11,7 +11,8 @@ from ..analysis import kind_rows
 from ..kinds import iou
 from .style import figure_title, save
 
-GROUP_KEYS = ["d_model", "seq_len", "num_kv_pairs", "lr", "seed", "reference_mixer", "top_k", "mass"]
+GROUP_KEYS = ["d_model", "seq_len", "num_kv_pairs", "lr", "seed", "reference_mixer", "reference_lr", "top_k",
+              "mass"]
 
 
 def draw_attention_heatmaps(panels, query_positions, oracle, title: str = "") -> Figure:
@@ -58,7 +59,8 @@ def plot_iou_heatmaps(rows: pd.DataFrame, folder: Path) -> list[Path]:
         group = group.sort_values("mixer")
         first = np.load(group["map_path"].iloc[0])
         reference = setting["reference_mixer"]
-        panels = [(f"{reference} (reference)\noracle IoU {group['reference_iou_vs_oracle'].iloc[0]:.2f}, "
+        reference_lr = f" at lr {setting['reference_lr']:g}" if pd.notna(setting["reference_lr"]) else ""
+        panels = [(f"{reference} (reference{reference_lr})\noracle IoU {group['reference_iou_vs_oracle'].iloc[0]:.2f}, "
                    f"acc {group['reference_accuracy'].iloc[0]:.2f}", first["reference_map"])]
         for _, row in group[group["mixer"] != reference].iterrows():
             panels.append((f"{row['mixer']}\nIoU {row['iou_vs_reference']:.2f}, oracle {row['iou_vs_oracle']:.2f}, "

@@ -27,7 +27,7 @@ from rich.console import Group
 
 from ..analysis import kind_rows, seed_stats, setting_fields
 from ..checkpoints import checkpoint_path, load_checkpoint, save_checkpoint, set_aside_if_unreadable
-from ..config import IGNORED, Check, Count, FieldError
+from ..config import IGNORED, WHEN_SET, Check, Count, FieldError, Positive
 from ..data.mqar import query_index
 from ..errors import BenchError
 from ..files import write_atomic
@@ -38,14 +38,21 @@ from ..tables import seed_tables
 from ..training import query_logits
 from . import mqar
 
-EVAL_ELEMENTS = 2 ** 22  # batch * seq_len^2 per evaluation batch: 12 heads of fp32 maps stay under ~200 MB
+# batch * seq_len^2 per evaluation batch: a linear model's attention_map holds a few (batch, 12 heads, seq_len,
+# seq_len) fp32 tensors of ~200 MB, under 1 GB at its peak (0.8 GB at seq_len 1024, batch 4, on a CPU). Only sums and
+# test example 0's maps are kept, so memory does not grow with the test set.
+EVAL_ELEMENTS = 2 ** 22
 
 
 @dataclass(frozen=True, kw_only=True)
 class IouCase(mqar.MqarCase):
-    """An MQAR case (its model and the reference's, trained alike) and the rule that turns a map row into a key set."""
+    """An MQAR case (its model and the reference's, trained alike but for reference_lr) and the rule that turns a map
+    row into a key set."""
 
     reference_mixer: str = "conv_attention"
+    # The reference's lr; unset: the case's own lr. Mixers whose best lrs differ are then compared with one softmax
+    # model. Named in the flat form only when set, so rows from before the field keep their case ids.
+    reference_lr: Positive | None = field(default=None, metadata=WHEN_SET)
     # A query row's key set: its top_k largest weights (top_k 1 when neither is given), or the fewest keys holding
     # `mass` of the row.
     top_k: Count | None = None
@@ -70,10 +77,14 @@ class IouCase(mqar.MqarCase):
             if not hasattr(layer, "attention_map"):
                 raise FieldError(field_name, f"{name!r} has no attention_map(): IoU needs attention or linear attention")
 
-    def mqar_case(self, mixer: str) -> mqar.MqarCase:
-        """The MQAR case whose model `mixer` has here: same data, training and checkpoint folder."""
-        return mqar.MqarCase(model=dataclasses.replace(self.model, mixer=mixer), data=self.data, training=self.training,
-                             checkpoint_dir=self.checkpoint_dir)
+    def mqar_cases(self) -> tuple[mqar.MqarCase, mqar.MqarCase]:
+        """The MQAR cases of the model and of the reference: same data, training and checkpoint folder, but the
+        reference's mixer and, when set, reference_lr."""
+        reference = mqar.MqarCase(model=dataclasses.replace(self.model, mixer=self.reference_mixer), data=self.data,
+                                  training=dataclasses.replace(self.training, lr=self.reference_lr or self.training.lr),
+                                  checkpoint_dir=self.checkpoint_dir)
+        return (mqar.MqarCase(model=self.model, data=self.data, training=self.training,
+                              checkpoint_dir=self.checkpoint_dir), reference)
 
 
 METRICS = pa.schema([
@@ -137,15 +148,14 @@ def query_rows(model, inputs, labels, index):
     return maps, support, (logits.argmax(-1) == targets).flatten()
 
 
-def trained_model(case: IouCase, mixer: str, device: torch.device, state_dir=None, on_epoch=None):
-    """The MQAR model of this case with `mixer`: loaded from <checkpoint_dir>/mqar/, else trained and kept there
-    (resumable through a training state in state_dir, named by the MQAR case id, until the checkpoint exists).
+def trained_model(mqar_case: mqar.MqarCase, device: torch.device, state_dir=None, on_epoch=None):
+    """The model of an MQAR case (IouCase.mqar_cases): loaded from <checkpoint_dir>/mqar/, else trained and kept
+    there (resumable through a training state in state_dir, named by the MQAR case id, until the checkpoint exists).
 
     An unreadable checkpoint is set aside and named in the error: the next run trains that model again. A loaded
     model's mixers are checked as a trained one's were (models/checks.py).
     """
-    mqar_case = case.mqar_case(mixer)
-    path = checkpoint_path(case.checkpoint_dir, mqar.KIND.name, mqar_case)
+    path = checkpoint_path(mqar_case.checkpoint_dir, mqar.KIND.name, mqar_case)
     if not path.exists():
         state_path = None if state_dir is None else Path(state_dir) / f"{mqar_case.case_id}.pt"
         model, metrics = mqar.train_case(mqar_case, device, state_path, on_epoch)
@@ -165,8 +175,9 @@ def run_case(case: IouCase, device: torch.device, state_path=None, on_epoch=None
     if case.checkpoint_dir is None or case.map_dir is None:
         raise BenchError("an iou case needs checkpoint_dir and map_dir (the iou command sets them from --out)")
     state_dir = None if state_path is None else Path(state_path).parent
-    model, model_path = trained_model(case, case.model.mixer, device, state_dir, on_epoch)
-    reference, reference_path = trained_model(case, case.reference_mixer, device, state_dir, on_epoch)
+    model_case, reference_case = case.mqar_cases()
+    model, model_path = trained_model(model_case, device, state_dir, on_epoch)
+    reference, reference_path = trained_model(reference_case, device, state_dir, on_epoch)
     _, (inputs, labels) = case.data.load()
     rule = dict(top_k=case.top_k, mass=case.mass)
     batch_size = max(1, EVAL_ELEMENTS // case.data.seq_len ** 2)
