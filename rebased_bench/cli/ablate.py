@@ -15,7 +15,7 @@ EXAMPLES = """[b]Examples[/b]\n
   rebased-bench ablate                                 [dim]# the CPU default suite ablate-quick[/dim]\n
   rebased-bench ablate --variants x2,norm_x2,rebased --seq-lens 32,64 --seeds 0..2:+1\n
   rebased-bench ablate --suite ablate-paper --device cuda --save-checkpoints\n
-  rebased-bench ablate --suite ablate-paper --dry-run"""
+  rebased-bench ablate --suite ablate-mqar-paper --device cuda --dry-run  [dim]# the paper's protocol[/dim]"""
 
 VariantsOpt = Annotated[Optional[str], typer.Option(
     "--variants", help=f"Comma list of feature maps (default: all): {', '.join(VARIANTS)}.")]

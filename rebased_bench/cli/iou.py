@@ -15,6 +15,7 @@ EXAMPLES = """[b]Examples[/b]\n
   rebased-bench iou                                    [dim]# the CPU default suite iou-quick[/dim]\n
   rebased-bench iou --mixers based,rebased,norm_x2 --mass 0.9\n
   rebased-bench iou --top-k 2 --seeds 0..2:+1\n
+  rebased-bench iou --suite iou-mqar-paper --mixers rebased --lrs 1e-2  [dim]# the paper's protocol[/dim]\n
   rebased-bench mqar --save-checkpoints ... && rebased-bench iou ...  [dim]# same settings: reuses the models[/dim]"""
 
 TopKOpt = Annotated[Optional[int], typer.Option(
