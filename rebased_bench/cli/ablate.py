@@ -14,7 +14,7 @@ from .shared import (DEFAULT_OUT, MAX_CASES, BatchOpt, DeviceOpt, DModelsOpt, Dr
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench ablate                                 [dim]# the CPU default suite ablate-quick[/dim]\n
   rebased-bench ablate --variants x2,norm_x2,rebased --seq-lens 32,64 --seeds 0..2:+1\n
-  rebased-bench ablate --suite ablate-paper --device cuda --save-checkpoints\n
+  rebased-bench ablate --suite ablate-gpu --device cuda --save-checkpoints\n
   rebased-bench ablate --suite ablate-mqar-paper --device cuda --dry-run  [dim]# the paper's protocol[/dim]"""
 
 VariantsOpt = Annotated[Optional[str], typer.Option(
