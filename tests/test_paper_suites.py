@@ -64,9 +64,11 @@ def test_every_model_they_train_is_a_case_of_mqar_paper_in_bf16_at_1024_64():
     for model in models:  # variants mqar-paper does not sweep: the same protocol with one of its mixers
         as_rebased = dataclasses.replace(model, model=dataclasses.replace(model.model, mixer="rebased"))
         assert model.case_id in planned or as_rebased.case_id in planned, model
-    # seed 42 of rebased and based at lr 1e-3 and 1e-2 are published mqar-paper rows: the same cases
-    published = set(pd.read_parquet(RESULTS / "mqar-paper" / "mqar")["case_id"])
-    assert len({m.case_id for m in models} & published) == 4
+    # the published mqar-paper rows of rebased and based at this cell, lrs and seeds are the same cases
+    rows = pd.read_parquet(RESULTS / "mqar-paper" / "mqar")
+    shared = rows[(rows.d_model == 64) & (rows.seq_len == 1024) & rows.lr.isin([1e-3, 1e-2])
+                  & rows.seed.isin([42, 43, 44])]
+    assert len(shared) >= 4 and set(shared.case_id) <= {m.case_id for m in models}
 
 
 def test_the_iou_reference_is_one_softmax_model_per_seed():
