@@ -134,6 +134,21 @@ class Claims:
         self.held[case_id] = fresh
 
 
+def live_claims(folder) -> dict[str, tuple[str, int]]:
+    """The claims in `folder` whose owner is alive: case id -> (host, pid) of the process that runs the case."""
+    owners = {}
+    for path in Path(folder).glob("*.claim"):
+        seen = _read(path)
+        if seen is None or _gone(*seen):
+            continue
+        try:
+            claim = json.loads(seen[0])
+            owners[path.stem] = (str(claim["host"]), int(claim["pid"]))
+        except (ValueError, KeyError, TypeError):  # being written this instant
+            continue
+    return owners
+
+
 def _content() -> bytes:
     return json.dumps({"host": HOST, "pid": os.getpid(), "heartbeat": time.time()}).encode()
 

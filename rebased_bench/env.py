@@ -31,18 +31,49 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
+ALL_GPUS = "cuda:all"  # --device: one worker per GPU of this machine
+
+
 def named_device(name: str) -> torch.device:
-    """auto | cpu | cuda | cuda:N -> the torch.device it names, without checking that it is here (a dry run plans
-    a GPU sweep on a laptop); auto is CUDA where a GPU is visible. BenchError for any other name."""
-    if name == "auto":
+    """--device -> the torch.device the sweep's cases are planned for, without checking that it is here (a dry
+    run plans a GPU sweep on a laptop). One name: auto, cpu, cuda or cuda:N; auto is CUDA where a GPU is visible.
+    Several devices (a comma list of names, or cuda:all) plan for their kind, cpu or cuda. BenchError for any other
+    name, or a list mixing the CPU and GPUs (their cases would differ)."""
+    if name == ALL_GPUS:
+        return torch.device("cuda")
+    devices = [_one_device(part, name) for part in name.split(",")]
+    if len({device.type for device in devices}) > 1:
+        raise BenchError(f"--device {name}: the devices of one sweep are all cpu or all cuda:N")
+    return devices[0] if len(devices) == 1 else torch.device(devices[0].type)
+
+
+def _one_device(part: str, name: str) -> torch.device:
+    if part == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
+        device = torch.device(part)
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda or cuda:N")
+        raise BenchError(f"--device: {name!r} is not auto, cpu, cuda, cuda:N, {ALL_GPUS} or a comma list of them")
     return device
+
+
+def several_devices(name: str) -> bool:
+    """Whether --device names several devices, a sweep with one worker process per device."""
+    return name == ALL_GPUS or "," in name
+
+
+def resolve_devices(name: str) -> list[torch.device]:
+    """--device -> the devices here that run the sweep, one worker each when several: cuda:all is every GPU
+    visible, a comma list its devices in order (cpu,cpu: two workers on the CPU). BenchError when a GPU asked for
+    is missing."""
+    named_device(name)  # its names and their kinds
+    if name == ALL_GPUS:
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {name}: no CUDA GPU is available on this machine")
+        return [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+    return [resolve_device(part) for part in name.split(",")]
 
 
 def resolve_device(name: str) -> torch.device:

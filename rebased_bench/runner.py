@@ -106,6 +106,7 @@ class SweepReport:
     ok: int = 0
     errors: int = 0
     elsewhere: int = 0  # claimed by another live process when this sweep reached them
+    lost: int = 0  # left without a row by a worker process that died (a sweep over several devices)
     interrupted_by: int | None = None  # the signal that stopped the sweep
     case_ids: list = field(default_factory=list)
 
@@ -123,14 +124,16 @@ def pending(cases: list[Config], statuses: dict[str, str], force=False, retry_er
 
 def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, device: torch.device,
               force=False, retry_errors=False, executor=local_executor,
-              expected: dict[str, float] | None = None) -> SweepReport:
+              expected: dict[str, float] | None = None, since: float | None = None) -> SweepReport:
     """Run every case `pending` gives that no other process has claimed (claims.py).
 
     A case is one unit: whatever fails in it, running or writing its row, is its error row and the sweep goes on.
     SIGINT or SIGTERM keep every finished row (a write in progress completes) and the next run resumes; a full
     disk raises DiskFull, the rows written so far kept. `expected` (case id -> seconds) feeds the display's ETA.
+    `since` (a time.time()) is when the sweep began, where it began before this call: a worker of a sweep over
+    several devices gets its launcher's start, so a row another worker wrote before this one started counts.
     """
-    start = time.time()  # a case rerun here (--force, --retry-errors) counts as done elsewhere only by a newer row
+    start = since or time.time()  # a case rerun here (--force, --retry-errors) is done elsewhere only by a newer row
     stored = store.statuses()
     todo = pending(cases, stored, force, retry_errors)
     tasks = [(kind, suite, case, str(device), store.state_path(case.case_id)) for case in todo]
@@ -162,7 +165,8 @@ def run_sweep(kind: SuiteKind, suite: str, cases: list[Config], store: Store, de
                     claims.release(row["case_id"])
                 report.ok += row["status"] == "ok"
                 report.errors += row["status"] == "error"
-                display.case_finished(row["case_id"], _describe(row, kind.progress_metric))
+                display.case_finished(row["case_id"], outcome(row, kind.progress_metric),
+                                      failed=row["status"] == "error")
     except KeyboardInterrupt as exc:
         report.interrupted_by = getattr(exc, "signum", signal.SIGINT)
     return report
@@ -189,7 +193,7 @@ def keep_row(kind: SuiteKind, store: Store, row: dict) -> dict:
     return failed
 
 
-def _describe(row: dict, metric: str | None) -> str:
+def outcome(row: dict, metric: str | None) -> str:
     """A finished case's outcome: its status and metric (`ok accuracy 0.987`)."""
     value = row.get(metric) if metric else None
     return f"{row['status']} {metric} {value:.3f}" if isinstance(value, float) else row["status"]

@@ -53,6 +53,10 @@ class Store:
         except FileNotFoundError:
             return False
 
+    def row(self, case_id: str) -> dict:
+        """The stored row of a case: column -> value."""
+        return pq.read_table(self.row_path(case_id)).to_pylist()[0]
+
     def statuses(self) -> dict[str, str]:
         """The status (ok, error, skipped) of each case with a readable row in the store, by case id."""
         if not any(self.path.glob("*.parquet")):

@@ -18,7 +18,7 @@ LAYERS = [
     ("cli", ("rebased_bench.cli", "rebased_bench.__main__")),
     ("figures", ("rebased_bench.figures",)),
     ("suites", ("rebased_bench.suite", "rebased_bench.suites", "rebased_bench.kinds", "rebased_bench.estimate")),
-    ("runner", ("rebased_bench.runner", "rebased_bench.ray_executor", "rebased_bench.store", "rebased_bench.claims",
+    ("runner", ("rebased_bench.runner", "rebased_bench.launcher", "rebased_bench.ray_executor", "rebased_bench.store", "rebased_bench.claims",
                 "rebased_bench.env", "rebased_bench.tables", "rebased_bench.analysis", "rebased_bench.progress")),
     ("core", ("rebased_bench.training", "rebased_bench.models", "rebased_bench.data", "rebased_bench.checkpoints",
               "rebased_bench.config", "rebased_bench.console", "rebased_bench.files", "rebased_bench.interrupts",

@@ -16,6 +16,7 @@ EXAMPLES = """[b]Examples[/b]\n
   rebased-bench mqar --seq-lens 128..2048 --device cuda --dry-run  [dim]# plan a GPU sweep anywhere[/dim]\n
   rebased-bench mqar --mixers attention,rebased --seq-lens 64..256 --d-models 64 --epochs 2\n
   rebased-bench mqar --suite mqar-paper --mixers rebased,based --seq-lens 1024 --d-models 64 --device cuda\n
+  rebased-bench mqar --suite mqar-paper --device cuda:all            [dim]# a worker per GPU of this machine[/dim]\n
   rebased-bench mqar --mixers my_pkg.my_module:MyMixer --seq-lens 64\n
   rebased-bench mqar --suite mqar-paper --dry-run\n
   rebased-bench mqar --suite mqar-quick --device cuda --executor ray --gpus-per-case 0.25  [dim]# 4 small cases per GPU[/dim]"""

@@ -1,23 +1,27 @@
 """What the commands share: their options (Annotated aliases, str Enums) and the run step of a suite command."""
 
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import pandas as pd
+import torch
 import typer
 from rich.table import Table
 
 from .. import console
 from ..config import Config, flat_fields, value_type
-from ..env import named_device, resolve_device
+from ..env import named_device, resolve_devices, several_devices
 from ..errors import BenchError
 from ..estimate import DRY_RUN_PROBE_S, RUN_PROBE_S, describe, estimate
 from ..files import DiskFull
 from ..kinds.mqar import PRECISIONS
+from ..launcher import SWEEP_START, run_workers
 from ..models.registry import MIXERS
 from ..ranges import parse_floats, parse_ints, parse_names
-from ..runner import SuiteKind, local_executor, pending, run_sweep
+from ..runner import SuiteKind, SweepReport, local_executor, pending, run_sweep
 from ..store import Store, read_rows
 from ..suite import load_suite
 from ..training import kept_epoch
@@ -51,7 +55,9 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Effective
 KvOpt = Annotated[Optional[int], typer.Option("--num-kv-pairs", help="Key-value pairs (default: the paper's rule).")]
 PrecisionOpt = Annotated[Optional[Precision], typer.Option(
     "--precision", help="fp32 (the paper's protocol) or bf16 autocast; default bf16 on CUDA, fp32 on CPU.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=(
+    "auto, cpu, cuda or cuda:N; several devices run a worker process each on one --out: cuda:all (every GPU here) "
+    "or a comma list (cuda:0,cuda:2; cpu,cpu: two on the CPU)."))]
 # The user's own runs: git-ignored, apart from results/, which holds what the project publishes (named to write).
 DEFAULT_OUT = Path("runs")
 OutOpt = Annotated[Path, typer.Option("--out", help=(
@@ -101,8 +107,9 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
 
     The suite is --suite unless `suite` is given; `fields` are fields the command derives from its flags (where
     checkpoints go, say); `after` gets the sweep's rows once they are shown (iou draws its heatmaps). Every case is
-    checked before anything runs. Exits 1 when a case of the sweep has an error row, saying how many in the last
-    line. Returns the rows of the suite's cases, None for a dry run.
+    checked before anything runs. Several devices (--device cuda:all, a comma list) run the sweep as one worker
+    process per device, this command with one of them (launcher.py). Exits 1 when a case of the sweep has an error
+    row, saying how many in the last line. Returns the rows of the suite's cases, None for a dry run.
     """
     options = ctx.params
     out = Path(options["out"])  # ctx.params holds click's value: a str under some typer versions
@@ -133,17 +140,33 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
             console.show(_grid_table(planned, suite.name))
         _estimate(todo, device, out, DRY_RUN_PROBE_S)
         return None
-    device, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
-                                 options["device"])
-    cases = _for_device(cases, device)
+    devices, executor = _executor(options["executor"], options["ray_address"], options["gpus_per_case"],
+                                  options["device"])
+    cases = _for_device(cases, devices[0])
     store = Store(out, kind.name, kind.schema)
-    expected = _estimate(pending(cases, store.statuses(), options["force"], retry_errors), device, out, RUN_PROBE_S)
+    todo = pending(cases, store.statuses(), options["force"], retry_errors)
+    since = float(os.environ[SWEEP_START]) if SWEEP_START in os.environ else None  # set in a launcher's workers
+    # A worker leaves the estimate to its launcher, which shows the sweep's ETA: it starts on its cases at once.
+    expected = _estimate(todo, devices[0], out, RUN_PROBE_S) if since is None else None
     try:
-        report = run_sweep(kind, suite.name, cases, store, device, force=options["force"], retry_errors=retry_errors,
-                           executor=executor, expected=expected)
+        if len(devices) > 1:
+            if devices[0].type == "cuda":  # the estimate's probe blocks would stay reserved beside the first worker
+                torch.cuda.empty_cache()
+            commands = [(str(device), _worker_command(ctx, str(device))) for device in devices]
+            report = run_workers(kind, suite.name, cases, store, commands, force=options["force"],
+                                 retry_errors=retry_errors, expected=expected)
+        else:
+            report = run_sweep(kind, suite.name, cases, store, devices[0], force=options["force"],
+                               retry_errors=retry_errors, executor=executor, expected=expected, since=since)
     except DiskFull as exc:
         console.error(f"{exc}: rows so far are kept; free space and rerun to resume")
         raise typer.Exit(1) from None
+    return _conclude(kind, store, report, options["format"], after)
+
+
+def _conclude(kind: SuiteKind, store: Store, report: SweepReport, fmt: Format,
+              after: Callable[[pd.DataFrame], None] | None) -> pd.DataFrame:
+    """Say what the sweep did, show its cases' rows, and exit as the conventions say (robustness.md)."""
     if report.skipped:
         console.log(f"{report.skipped} of {report.total} cases already done in {store.path} (--force reruns them)")
     if report.elsewhere:
@@ -151,11 +174,15 @@ def run_suite(ctx: typer.Context, kind: SuiteKind, suite: str | None = None,
                     "their rows join the store when it finishes them")
     rows = read_rows(store.path)
     rows = rows[rows["case_id"].isin(report.case_ids)]
-    render_rows(kind, rows, options["format"])
+    render_rows(kind, rows, fmt)
     console.log(f"ran {report.ok + report.errors} ({report.errors} errors), rows in {store.path}")
     if report.interrupted:
         console.log("interrupted: finished rows are kept; rerun the same command to resume")
         raise typer.Exit(128 + report.interrupted_by)
+    if report.lost:
+        console.log(f"{report.lost} cases have no row: a worker ended before it finished them; rerun the same "
+                    "command to run them")
+        raise typer.Exit(1)
     if after is not None:
         after(rows)
     failed = int((rows["status"] == "error").sum()) if "status" in rows else 0
@@ -194,11 +221,28 @@ def _estimate(cases: list[Config], device, out: Path, probe_seconds: float) -> d
 
 
 def _executor(executor: Executor, ray_address, gpus_per_case, device: str):
-    """(device, executor): with Ray, the device is resolved on the cluster, whose GPUs the driver may not have."""
+    """([device], executor), or several devices for the local executor, one worker process each. With Ray, the device
+    is resolved on the cluster, whose GPUs the driver may not have."""
     if executor is Executor.ray:
+        if several_devices(device):
+            raise BenchError(f"--device {device}: several devices run one worker each; --executor ray places the "
+                             "cases on the GPUs itself (--device cuda)")
         from ..ray_executor import start_ray_executor  # ray is an optional extra
-        return start_ray_executor(ray_address, gpus_per_case, device)
-    return resolve_device(device), local_executor
+        device, run = start_ray_executor(ray_address, gpus_per_case, device)
+        return [device], run
+    return resolve_devices(device), local_executor
+
+
+def _worker_command(ctx: typer.Context, device: str) -> list[str]:
+    """This command line with one device: what each worker of a sweep over several devices runs."""
+    command = [sys.executable, "-m", "rebased_bench", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "device" or value is None or value is False:
+            continue
+        value = value.value if isinstance(value, Enum) else value
+        command += [param.opts[0]] if param.is_flag else [param.opts[0], str(value)]
+    return [*command, "--device", device]
 
 
 def render_rows(kind: SuiteKind, rows: pd.DataFrame, fmt: Format):
