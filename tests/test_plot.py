@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from rebased_bench.cli import app
 from rebased_bench.figures import (PALETTE, ablate_figure_data, iou_figure_data, kernels_memory_data,
-                                   kernels_speedup_data, kernels_time_data, mqar_figure_data, plan_figures,
-                                   plot_results, style)
+                                   kernels_speedup_data, kernels_time_data, mqar_compare_data, mqar_figure_data,
+                                   plan_compare, plan_figures, plot_results, style)
 from rebased_bench.kinds.kernel_providers import PROVIDERS
 from rebased_bench.models.registry import MIXERS
 
@@ -186,3 +186,44 @@ def test_plot_unknown_baseline_is_exit_code_2(tmp_path):
     write_results(tmp_path)
     result = invoke(tmp_path, "--suite", "kernels", "--baseline", "nope")
     assert result.exit_code == 2 and "--baseline" in result.stderr and "sdpa" in result.stderr
+
+
+def compare_rows(epochs=16):
+    """A user's mixer at (256, 64) (two seeds), and reference rows: rebased at that cell and at (512, 64), which the
+    user lacks, at `epochs`, plus a rebased row at the shared cell from another protocol (epochs 64)."""
+    mine = [dict(mixer="my_pkg.mod:Mine", d_model=64, seq_len=256, lr=1e-3, seed=s, accuracy=a, epochs=16)
+            for s, a in enumerate([0.5, 0.7])]
+    theirs = [dict(mixer="rebased", d_model=64, seq_len=256, lr=1e-3, seed=s, accuracy=a, epochs=epochs)
+              for s, a in enumerate([0.8, 0.9])]
+    theirs += [dict(mixer="rebased", d_model=64, seq_len=512, lr=1e-3, seed=0, accuracy=0.4, epochs=epochs),
+               dict(mixer="rebased", d_model=64, seq_len=256, lr=3e-3, seed=0, accuracy=1.0, epochs=64)]
+    frames = [pd.DataFrame(r).assign(kind="mqar", suite=suite, status="ok", num_kv_pairs=16,
+                                     case_id=[f"{suite}{i}" for i in range(len(r))])
+              for r, suite in ((mine, "tiny"), (theirs, "published"))]
+    return frames[0], frames[1]
+
+
+def test_compare_data_has_the_reference_points_of_the_same_protocol_at_the_users_cells_only():
+    mine, theirs = compare_rows()
+    points = mqar_compare_data(mine, theirs).set_index(["reference", "mixer", "seq_len", "d_model"])
+    assert sorted(points.index) == [(False, "my_pkg.mod:Mine", 256, 64), (True, "rebased", 256, 64)]
+    reference = points.loc[(True, "rebased", 256, 64)]
+    # the epochs-64 row at lr 3e-3 (accuracy 1.0) would win the best lr were it pooled
+    assert reference["lr"] == 1e-3 and reference["mean"] == pytest.approx(0.85) and reference["seeds"] == 2
+    assert set(points["suite"]) == {"tiny"}  # drawn in the user's suite's figure
+    (plan,) = plan_compare(mine, theirs, "published")
+    labels = [t.get_text() for t in plan.draw().legends[0].get_texts()]
+    assert plan.stem == "mqar-compare_tiny" and "ReBased (reference) (n=2)" in labels
+
+
+def test_plot_reference_writes_the_compare_figure_and_a_different_protocol_is_one_line(tmp_path):
+    mine, theirs = compare_rows()
+    mine.to_parquet(tmp_path / "mine.parquet")
+    theirs.to_parquet(tmp_path / "same.parquet")
+    compare_rows(epochs=64)[1].to_parquet(tmp_path / "other.parquet")
+    result = invoke(tmp_path / "mine.parquet", "--reference", tmp_path / "same.parquet", "--out", tmp_path / "figs")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(tmp_path / "figs" / f"mqar-compare_tiny.{ext}") for ext in ("png", "pdf")]
+    result = invoke(tmp_path / "mine.parquet", "--reference", tmp_path / "other.parquet", "--out", tmp_path / "figs")
+    assert result.exit_code == 2 and "epochs 16 vs 64" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output

@@ -16,7 +16,8 @@ from .show import read_results
 EXAMPLES = """[b]Examples[/b]\n
   rebased-bench plot                                   [dim]# every figure runs/ supports -> runs/figures/[/dim]\n
   rebased-bench plot results/mqar-gpu --suite mqar --out runs/figures\n
-  rebased-bench plot results --suite kernels --baseline fla_parallel_rebased"""
+  rebased-bench plot results --suite kernels --baseline fla_parallel_rebased\n
+  rebased-bench plot runs --reference results/mqar-paper   [dim]# your mqar rows beside the published ones[/dim]"""
 
 KindName = Enum("KindName", {name: name for name in KINDS}, type=str)
 
@@ -29,16 +30,24 @@ def plot(results: Annotated[Path, typer.Argument(help=(
          out: Annotated[Optional[Path], typer.Option(
              "--out", help="Figure folder (default: RESULTS/figures, beside a kind folder).")] = None,
          baseline: Annotated[Optional[str], typer.Option(
-             "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None):
+             "--baseline", help="Kernel provider the speed-up is measured against (default: sdpa).")] = None,
+         reference: Annotated[Optional[Path], typer.Option("--reference", help=(
+             "Reference mqar rows (a folder or Parquet file): draw only mqar-compare_<suite>, the rows' Figure 1 with "
+             "the reference rows of the same protocol at their cells, dashed."))] = None):
     """Draw every figure the stored rows support (PNG and PDF); prints the path of each file written."""
-    from ..figures import plot_results  # matplotlib only loads for this command
+    from ..figures import plot_compare, plot_results  # matplotlib only loads for this command
+    if reference and ((suite and suite.value != "mqar") or baseline):
+        raise BenchError("--reference compares mqar rows: it takes no --baseline and no --suite but mqar")
     rows = read_results(results)
+    against = read_results(reference) if reference else None
     folder = results if results.is_dir() else results.parent
     if folder.name in KINDS:  # a figure inside a kind's folder would break pandas.read_parquet on it
         folder = folder.parent
     out = out or folder / "figures"
     _check_writable(out)
-    for path in plot_results(rows, out, [suite.value] if suite else None, baseline):
+    paths = (plot_compare(rows, against, out, str(reference)) if reference
+             else plot_results(rows, out, [suite.value] if suite else None, baseline))
+    for path in paths:
         console.out(str(path))
 
 

@@ -1,6 +1,7 @@
 """Figures from result rows: `plot_results(rows, out)` draws every figure the rows support, PNG and PDF.
 
 File names depend only on the data: mqar_<suite>, mqar-curves_<suite> (accuracy per epoch of every run),
+mqar-compare_<suite> (`plot_compare`: the rows beside reference rows of the same protocol),
 ablate_<suite>, iou_<suite> (each with _<field><value> for a setting that differs inside the suite: one figure
 per protocol, never two protocols pooled), the IoU heatmaps iou-d<d_model>-L<seq_len>-lr<lr>-seed<seed>-<rule>,
 kernels_<suite>_<tokens>tok_<dtype>_{time,speedup,memory} (<batch>batch for a suite at a fixed batch, seqlen<n>
@@ -20,14 +21,14 @@ from ..errors import BenchError
 from ..kinds import KINDS, ablate, iou, kernels, mqar
 from ..tables import value_text
 from .data import (ablate_figure_data, iou_figure_data, kernels_memory_data, kernels_speedup_data, kernels_time_data,
-                   mqar_curves_data, mqar_figure_data)
+                   mqar_compare_data, mqar_curves_data, mqar_figure_data)
 from .draw import draw_ablate, draw_iou, draw_kernels, draw_mqar, draw_mqar_curves
 from .heatmaps import draw_attention_heatmaps, plot_iou_heatmaps
 from .style import PALETTE, safe_name, save, style
 
-__all__ = ["PALETTE", "plot_results", "plan_figures", "plot_iou_heatmaps", "draw_attention_heatmaps", "style",
-           "mqar_figure_data", "mqar_curves_data", "ablate_figure_data", "iou_figure_data", "kernels_time_data", "kernels_speedup_data",
-           "kernels_memory_data"]
+__all__ = ["PALETTE", "plot_results", "plot_compare", "plan_figures", "plan_compare", "plot_iou_heatmaps",
+           "draw_attention_heatmaps", "style", "mqar_figure_data", "mqar_compare_data", "mqar_curves_data",
+           "ablate_figure_data", "iou_figure_data", "kernels_time_data", "kernels_speedup_data", "kernels_memory_data"]
 
 DEFAULT_BASELINE = "sdpa"
 
@@ -64,6 +65,13 @@ def plan_mqar(rows, **_) -> list[Planned]:
     return _per_setting(mqar_figure_data(rows), "mqar", mqar.POINT, mqar.SETTINGS, draw_mqar) + [
         Planned(f"mqar-curves_{safe_name(suite)}", data, partial(draw_mqar_curves, data, str(suite)))
         for suite, data in curves.groupby("suite", sort=True)]
+
+
+def plan_compare(rows, reference, name: str) -> list[Planned]:
+    """The Figure 1 layout of `rows` with the `reference` rows (read from `name`) of the same protocol beside them,
+    one figure per suite (and protocol) of `rows`."""
+    return _per_setting(mqar_compare_data(rows, reference), "mqar-compare", (*mqar.POINT, "reference"),
+                        mqar.SETTINGS, partial(draw_mqar, reference=name))
 
 
 def plan_ablate(rows, **_) -> list[Planned]:
@@ -178,3 +186,8 @@ def plot_results(rows: pd.DataFrame, out: Path, kinds=None, baseline: str | None
     if not paths:
         raise BenchError(f"no figure to draw: no ok rows of a kind plot knows ({', '.join(PLANNERS)})")
     return paths
+
+
+def plot_compare(rows: pd.DataFrame, reference: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """Draw `plan_compare`'s figures; returns the files written."""
+    return [path for plan in plan_compare(rows, reference, name) for path in save(plan.draw(), Path(out), plan.stem)]

@@ -8,7 +8,9 @@ seed) and `runs`, the ok rows behind it (every lr of a best-lr point), so each d
 import pandas as pd
 
 from ..analysis import best_lr, kind_rows, seed_stats
+from ..errors import BenchError
 from ..kinds import ablate, iou, kernels, mqar
+from ..tables import value_text
 
 # Kernel shape columns: one line per (provider, shape); the seq_len axis runs inside one line.
 KERNEL_SHAPE = ("heads", "d", "dv")
@@ -18,6 +20,55 @@ def mqar_figure_data(rows: pd.DataFrame) -> pd.DataFrame:
     """Figure 1 points: per (suite, mixer, d_model, seq_len) and differing setting, the best-lr accuracy over seeds."""
     best = best_lr(kind_rows(rows, mqar.KIND), ("suite", *mqar.POINT), mqar.SETTINGS)
     return best.sort_values(["suite", "mixer", "seq_len", "d_model"], ignore_index=True)
+
+
+def mqar_compare_data(rows: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Figure 1 points of `rows` and, flagged by the column `reference`, those of the reference rows run at the same
+    protocol (every setting in mqar.SETTINGS equal) at a (seq_len, d_model) cell `rows` have."""
+    settings = list(mqar.SETTINGS)
+    mine, theirs = (kind_rows(frame, mqar.KIND).query("status == 'ok'") for frame in (rows, reference))
+    for frame, where in ((mine, ""), (theirs, "--reference: ")):
+        if frame.empty:
+            raise BenchError(f"{where}no ok mqar rows to compare")
+    # A setting column that rows lack (rows made by hand) reads as unset.
+    mine, theirs = (frame.reindex(columns=frame.columns.union(settings, sort=False)) for frame in (mine, theirs))
+    # num_kv_pairs follows seq_len, so a protocol is matched cell by cell. A matched reference row takes the suite
+    # and the setting values of the user's rows it matches: it is drawn in their figure and split as they are.
+    keys = ["seq_len", "d_model", *settings]
+    protocols = mine[["suite", *settings]].assign(_key=_values(mine, keys)).drop_duplicates(["suite", "_key"])
+    matched = (theirs.drop(columns=["suite", *settings]).assign(_key=_values(theirs, keys))
+               .merge(protocols, on="_key").drop(columns="_key"))
+    if matched.empty:
+        raise BenchError(_no_match(mine, theirs))
+    both = pd.concat([mine.assign(reference=False), matched.assign(reference=True)], ignore_index=True)
+    best = best_lr(both, ("suite", "reference", *mqar.POINT), mqar.SETTINGS)
+    return best.sort_values(["suite", "reference", "mixer", "seq_len", "d_model"], ignore_index=True)
+
+
+def _values(rows: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    """Each row's `columns` as one key: 64 and 64.0 alike, and every kind of missing value alike."""
+    return [tuple(map(value_text, row)) for row in rows[columns].itertuples(index=False, name=None)]
+
+
+def _no_match(mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
+    """Why no reference row matches: no shared cell, or the settings that differ at the shared cells."""
+    cells = ["seq_len", "d_model"]
+    shared = mine[cells].drop_duplicates().merge(theirs[cells].drop_duplicates())
+    if shared.empty:
+        return (f"--reference: no reference row at your (seq_len, d_model) cells: yours {_texts(mine, cells)}, "
+                f"reference {_texts(theirs, cells)}")
+    mine, theirs = mine.merge(shared), theirs.merge(shared)
+    differ = [f"{c} {_texts(mine, [c])} vs {_texts(theirs, [c])}" for c in mqar.SETTINGS
+              if set(_values(mine, [c])) != set(_values(theirs, [c]))]
+    return (f"--reference: no reference row of your protocol at your cells (yours vs reference: "
+            f"{', '.join(differ) or 'each of your settings is there, never all in one row'})")
+
+
+def _texts(rows: pd.DataFrame, columns: list[str]) -> str:
+    """The distinct values of `columns` in `rows`, in order: "16/64" for one column, "(256, 64)/(512, 64)" for two."""
+    distinct = rows[columns].drop_duplicates().sort_values(columns)
+    keys = dict.fromkeys(_values(distinct, columns))
+    return "/".join(key[0] if len(key) == 1 else f"({', '.join(key)})" for key in keys)
 
 
 def mqar_curves_data(rows: pd.DataFrame) -> pd.DataFrame:

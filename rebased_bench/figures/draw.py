@@ -20,12 +20,13 @@ def _modes(frame: pd.DataFrame) -> list:
     return sorted(modes, key=lambda m: (MODE_ORDER.index(m) if m in MODE_ORDER else len(MODE_ORDER), str(m)))
 
 
-def seed_labels(frame: pd.DataFrame, name: str) -> dict:
-    """Legend label of each `name` value (mixer, variant) with its seeds: "ReBased (n=2)", "Based (n=1-3)"."""
+def seed_labels(frame: pd.DataFrame, name: str, tag: str = "") -> dict:
+    """Legend label of each `name` value (mixer, variant) with its seeds: "ReBased (n=2)", "Based (n=1-3)"; `tag`
+    goes after the name ("ReBased (reference) (n=3)")."""
     labels = {}
     for value, mine in frame.groupby(name):
         low, high = mine["seeds"].min(), mine["seeds"].max()
-        labels[value] = f"{style(value).label} (n={low}{'' if low == high else f'-{high}'})"
+        labels[value] = f"{style(value).label}{tag} (n={low}{'' if low == high else f'-{high}'})"
     return labels
 
 
@@ -34,24 +35,30 @@ def _interval(frame: pd.DataFrame):
     return np.vstack([frame["mean"] - frame["low"], frame["high"] - frame["mean"]]).astype(float)
 
 
-def draw_mqar(points: pd.DataFrame, about: str):
-    """The paper's Figure 1: one panel per seq_len, accuracy vs d_model (log2) per mixer, interval bars."""
+def draw_mqar(points: pd.DataFrame, about: str, reference: str | None = None):
+    """The paper's Figure 1: one panel per seq_len, accuracy vs d_model (log2) per mixer, interval bars; points
+    flagged `reference` (mqar_compare_data, read from the folder `reference`) dashed with hollow markers."""
     seq_lens = sorted(points["seq_len"].unique())
     fig, axes = new_figure(len(seq_lens))
-    labels = seed_labels(points, "mixer")
+    flagged = points.get("reference", pd.Series(False, index=points.index)).astype(bool)
+    lines = [(points[~flagged], seed_labels(points[~flagged], "mixer"), "-"),
+             (points[flagged], seed_labels(points[flagged], "mixer", " (reference)"), "--")]
     for ax, seq_len in zip(axes, seq_lens):
-        panel = points[points["seq_len"] == seq_len]
-        for mixer in order(panel["mixer"]):
-            line = panel[panel["mixer"] == mixer].sort_values("d_model")
-            s = style(mixer)
-            ax.errorbar(line["d_model"], line["mean"], yerr=_interval(line), color=s.color, marker=s.marker,
-                        label=labels[mixer], capsize=4, markersize=7, linewidth=1.8)
+        for mine, labels, dashes in lines:
+            panel = mine[mine["seq_len"] == seq_len]
+            for mixer in order(panel["mixer"]):
+                line = panel[panel["mixer"] == mixer].sort_values("d_model")
+                s = style(mixer)
+                ax.errorbar(line["d_model"], line["mean"], yerr=_interval(line), color=s.color, marker=s.marker,
+                            markerfacecolor=s.color if dashes == "-" else "none", linestyle=dashes,
+                            label=labels[mixer], capsize=4, markersize=7, linewidth=1.8)
         log2_axis(ax, points["d_model"])
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"Sequence Length: {seq_len}")
     axes[0].set_ylabel("Accuracy")
     axes[len(axes) // 2].set_xlabel("Model Dim")  # under the middle panel, as in the paper (clear of the legend)
-    figure_title(fig, f"MQAR, {about}: best lr per point\n{BARS}")
+    against = f"; dashed, hollow: {reference}, same protocol" if reference else ""
+    figure_title(fig, f"MQAR, {about}: best lr per point{against}\n{BARS}")
     legend_below(fig, axes)
     return fig
 
